@@ -1,0 +1,44 @@
+"""The released datasets shipped with lawfit as Parquet files next to this module (see NOTICE)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundled:
+    name: str
+    file: str
+    description: str
+    licence: str
+    citation: str
+
+
+BUNDLED = {
+    b.name: b
+    for b in (
+        Bundled(
+            "epoch-chinchilla",
+            "epoch_chinchilla.parquet",
+            "Chinchilla Fig. 4 final losses (245 runs) as extracted by Epoch AI; tokens = C / (6N)",
+            "MIT (via mcleish7/gemstone-scaling-laws; the Epoch original carries no licence)",
+            "Besiroglu et al. 2024, arXiv:2404.10102; Hoffmann et al. 2022, arXiv:2203.15556",
+        ),
+    )
+}
+
+
+def path(name: str) -> Path:
+    if name not in BUNDLED:
+        raise ValueError(f"unknown dataset {name!r}; bundled datasets: {', '.join(sorted(BUNDLED))}")
+    return HERE / BUNDLED[name].file
+
+
+def load(name: str) -> pl.DataFrame:
+    """A bundled dataset as a Polars DataFrame in the observation schema."""
+    return pl.read_parquet(path(name))

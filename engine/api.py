@@ -1,0 +1,335 @@
+"""Public entry points: `fit` (one task) and `fit_many` (thousands at once, one row per task)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+
+from lawfit import kernels
+
+from . import solvers
+from .plan import Group, TaskError, group, pack, prepare
+from .solvers.problem import Problem, Residuals
+from .types import Objective, Status, Task, status_label
+
+DEFAULT_MAX_STEPS = {"lm": 500, "lbfgs": 3000}
+
+
+@functools.lru_cache(maxsize=None)
+def _program(law, objective, free, solver_name, solver_options, max_steps, n_varpro):
+    """The jitted solve for one group: packed arrays -> final per-lane state."""
+    solver = solvers.make(solver_name, **dict(solver_options))
+    residuals = Residuals(law, objective, free)
+
+    def run(inputs, target, coeff, theta_fixed, starts):
+        feats = jax.vmap(law.features)(inputs)
+        problems = Problem(feats, target, coeff, theta_fixed)
+        if starts is None:
+            starts, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, n_varpro))(problems)
+        state = solvers.iterate(solver, residuals, starts, problems, max_steps)
+        return {
+            "starts": starts,
+            "theta": state.theta,
+            "objective": state.f,
+            "status": state.status,
+            "iterations": state.n_steps,
+            "evaluations": state.n_evals,
+        }
+
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=None)
+def _conditioning(law, objective, free):
+    """log10 condition number of the column-scaled J^T J at each task's best point."""
+    residuals = Residuals(law, objective, free)
+
+    def one(theta, problem):
+        _, jac = residuals.value_and_jacobian(theta, problem)
+        hess = jac.T @ jac
+        scale = jnp.sqrt(jnp.maximum(jnp.diag(hess), 1e-300))
+        eig = jnp.linalg.eigvalsh(hess / scale[:, None] / scale[None, :])
+        return jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
+
+    def run(inputs, target, coeff, theta_fixed, theta):
+        feats = jax.vmap(law.features)(inputs)
+        return jax.vmap(one)(theta, Problem(feats, target, coeff, theta_fixed))
+
+    return jax.jit(run)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """Per-task solve output (numpy), before it becomes a row."""
+
+    theta: np.ndarray  # [restarts, n_free]
+    objective: np.ndarray  # [restarts]
+    status: np.ndarray  # [restarts]
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    log10_cond: float
+
+
+def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int):
+    program = _program(grp.law, grp.objective, grp.free, solver, options, max_steps, n_varpro)
+    conditioning = _conditioning(grp.law, grp.objective, grp.free)
+    per_chunk = max(1, chunk_lanes // (grp.n_restarts * grp.n_pad))
+    outcomes = []
+    for begin in range(0, len(grp.members), per_chunk):
+        members = grp.members[begin : begin + per_chunk]
+        packed = pack(grp, members)
+        out = program(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts"))
+        out = jax.tree.map(np.asarray, out)
+        ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
+        best = np.argmin(ranked, axis=1)
+        best_theta = out["theta"][np.arange(len(members)), best]
+        cond = np.asarray(
+            conditioning(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], best_theta)
+        )
+        for row in range(len(members)):
+            outcomes.append(
+                _Outcome(out["theta"][row], out["objective"][row], out["status"][row], out["iterations"][row],
+                         out["evaluations"][row], float(cond[row]))
+            )
+    return outcomes
+
+
+def _row(item, outcome: _Outcome | None, *, solver: str, at_best_rtol: float, keep_restarts: bool,
+         error: str | None = None, status: Status | None = None) -> dict[str, Any]:
+    task = item.task if hasattr(item, "task") else item
+    law = kernels.get(task.law)
+    row: dict[str, Any] = {str(k): v for k, v in task.labels.items()}
+    row |= {"task_hash": task.key(), "law": law.name, "n_points": int(np.asarray(task.target).size)}
+    from . import __version__
+
+    provenance = {
+        "solver": solver,
+        "objective_spec": task.objective.describe() if isinstance(task.objective, Objective) else str(task.objective),
+        "init": task.init if isinstance(task.init, str) else ("random" if isinstance(task.init, int) else "explicit"),
+        "seed": task.seed,
+        "data_hash": task.data_hash(),
+        "lawfit_version": __version__,
+        "dtype": "float64" if jax.config.jax_enable_x64 else "float32",
+        "device": jax.devices()[0].platform,
+    }
+    if outcome is None:
+        row |= {"objective": None, "status": status.label, "status_code": int(status), "iterations": 0,
+                "evaluations": 0, "best_restart": None, "n_restarts": 0, "n_at_best": 0, "log10_cond": None,
+                "message": error, "params": None}
+        return row | provenance
+    objective = np.where(np.isfinite(outcome.objective), outcome.objective, np.inf)
+    best = int(np.argmin(objective))
+    best_value = float(objective[best])
+    theta = np.array(item.theta_fixed, dtype=np.float64)
+    theta[list(item.free)] = outcome.theta[best]
+    code = Status(int(outcome.status[best]))
+    if not np.isfinite(best_value):
+        code = Status.NON_FINITE
+    elif code == Status.CONVERGED:
+        free_theta = outcome.theta[best]
+        lower = np.asarray(law.lower)[list(item.free)]
+        upper = np.asarray(law.upper)[list(item.free)]
+        tol = 1e-9 * (1 + np.abs(free_theta))
+        if np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
+            code = Status.BOUND_HIT
+    n_at_best = int(np.sum(objective <= best_value * (1 + at_best_rtol) + 1e-300)) if np.isfinite(best_value) else 0
+    row |= law.natural(theta) if np.isfinite(best_value) else {}
+    row |= {
+        "objective": best_value if np.isfinite(best_value) else None,
+        "status": code.label,
+        "status_code": int(code),
+        "iterations": int(outcome.iterations[best]),
+        "evaluations": int(outcome.evaluations.sum()),
+        "best_restart": best,
+        "n_restarts": int(objective.size),
+        "n_at_best": n_at_best,
+        "log10_cond": outcome.log10_cond if np.isfinite(outcome.log10_cond) else None,
+        "message": None,
+        "params": theta.tolist(),
+    }
+    if keep_restarts:
+        row |= {
+            "restart_objective": [float(v) if np.isfinite(v) else None for v in outcome.objective],
+            "restart_status": [status_label(c) for c in outcome.status],
+            "restart_iterations": outcome.iterations.astype(int).tolist(),
+            "restart_params": outcome.theta.tolist(),
+        }
+    return row | provenance
+
+
+def fit_many(
+    tasks: Sequence[Task],
+    *,
+    solver: str = "lm",
+    max_steps: int | None = None,
+    varpro_starts: int = 8,
+    keep_restarts: bool = False,
+    at_best_rtol: float = 1e-6,
+    chunk_lanes: int = 1 << 22,
+    solver_options: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """Fit every task; one result row per task, in the order given.
+
+    Tasks sharing a law, objective, free-parameter set and number of restarts are solved by one
+    compiled program over `[tasks, restarts]` lanes. Tasks whose data are unusable get a row with
+    status `invalid-input` / `too-few-points` and a message; they never stop the others. A bad
+    configuration (unknown law or parameter, malformed starts) raises ValueError naming the task.
+
+    keep_restarts: add list columns with every restart's objective, status, iterations and params.
+    at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
+    chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
+    """
+    if solver not in solvers.SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
+    if varpro_starts < 1:
+        raise ValueError(f"varpro_starts must be >= 1, got {varpro_starts}")
+    max_steps = int(max_steps or DEFAULT_MAX_STEPS[solver])
+    options = tuple(sorted((solver_options or {}).items()))
+    rows: list[dict[str, Any] | None] = [None] * len(tasks)
+    prepared = []
+    for index, task in enumerate(tasks):
+        try:
+            prepared.append(prepare(index, task))
+        except TaskError as err:
+            rows[index] = _row(task, None, solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts,
+                               error=str(err), status=err.status)
+        except ValueError as err:
+            raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
+    for grp in group(prepared, varpro_starts):
+        outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes)
+        for item, outcome in zip(grp.members, outcomes, strict=True):
+            rows[item.index] = _row(item, outcome, solver=solver, at_best_rtol=at_best_rtol,
+                                    keep_restarts=keep_restarts)
+    return pl.from_dicts(rows, infer_schema_length=None)
+
+
+def _as_frame(data) -> pl.DataFrame:
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, Mapping):
+        return pl.DataFrame({k: np.asarray(v) for k, v in data.items()})
+    try:
+        return pl.from_pandas(data) if hasattr(data, "to_numpy") and hasattr(data, "iloc") else pl.from_arrow(data)
+    except Exception as err:  # noqa: BLE001 - report what was passed
+        raise TypeError(f"data must be a Polars/pandas DataFrame, an Arrow table or a dict of arrays, "
+                        f"got {type(data).__name__}") from err
+
+
+def tasks_from_frame(
+    data,
+    law: str | kernels.Law,
+    *,
+    columns: Mapping[str, str] | None = None,
+    target: str = "value",
+    weights: str | None = None,
+    group_by: Sequence[str] = (),
+    objective: Objective | str = Objective(),
+    init: Any = "grid",
+    fixed: Mapping[str, float] | None = None,
+    seed: int = 0,
+) -> list[Task]:
+    """One task per group of rows of `data` (all rows when `group_by` is empty).
+
+    columns: maps the law's input names to column names (e.g. {"params": "N", "tokens": "D"});
+    `flops` falls back to 6 * params * tokens when the column is absent.
+    """
+    frame = _as_frame(data)
+    law = kernels.get(law)
+    objective = Objective.parse(objective)
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(law.inputs))
+    if unknown:
+        raise ValueError(f"columns: {unknown} are not inputs of law {law.name!r} (it reads {law.inputs})")
+    needed = {name: columns.get(name, name) for name in law.inputs}
+    if "flops" in needed and needed["flops"] not in frame.columns and {"params", "tokens"} <= set(frame.columns):
+        frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias(needed["flops"]))
+    for role, column in list(needed.items()) + [("target", target)] + ([("weights", weights)] if weights else []):
+        if column not in frame.columns:
+            raise ValueError(f"missing column {column!r} (needed as {role} by law {law.name!r}); "
+                             f"available columns: {frame.columns}")
+    for column in group_by:
+        if column not in frame.columns:
+            raise ValueError(f"group_by: missing column {column!r}; available columns: {frame.columns}")
+    parts = frame.partition_by(list(group_by), as_dict=True, maintain_order=True) if group_by else {(): frame}
+    tasks = []
+    for key, part in parts.items():
+        key = key if isinstance(key, tuple) else (key,)
+        tasks.append(Task(
+            law=law,
+            inputs=part.select([pl.col(c).cast(pl.Float64) for c in needed.values()]).to_numpy(),
+            target=part[target].cast(pl.Float64).to_numpy(),
+            weights=part[weights].cast(pl.Float64).to_numpy() if weights else None,
+            objective=objective,
+            init=init,
+            fixed=fixed,
+            labels=dict(zip(group_by, key, strict=True)),
+            seed=seed,
+        ))
+    return tasks
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """The outcome of `fit`: best parameters (fit space and derived), objective, status, and the
+    full result row (`row`) including every restart (`restarts`)."""
+
+    law: kernels.Law
+    params: dict[str, float]
+    theta: np.ndarray
+    objective: float | None
+    status: str
+    row: pl.DataFrame
+    restarts: pl.DataFrame
+
+    def predict(self, inputs) -> np.ndarray:
+        """Predictions at raw inputs [n_points, len(law.inputs)]."""
+        raw = np.atleast_2d(np.asarray(inputs, dtype=np.float64))
+        if raw.shape[1] != len(self.law.inputs) and raw.shape[0] == len(self.law.inputs):
+            raw = raw.T
+        return np.asarray(self.law.predict_raw(jnp.asarray(self.theta), jnp.asarray(raw)))
+
+
+def fit(
+    law: str | kernels.Law,
+    data,
+    *,
+    columns: Mapping[str, str] | None = None,
+    target: str = "value",
+    weights: str | None = None,
+    objective: Objective | str = Objective(),
+    init: Any = "grid",
+    fixed: Mapping[str, float] | None = None,
+    solver: str = "lm",
+    max_steps: int | None = None,
+    varpro_starts: int = 8,
+    seed: int = 0,
+) -> FitResult:
+    """Fit one law to one point set (a DataFrame, Arrow table or dict of columns).
+
+    Raises ValueError naming the column/parameter when the data cannot be fitted.
+    """
+    (task,) = tasks_from_frame(data, law, columns=columns, target=target, weights=weights,
+                               objective=objective, init=init, fixed=fixed, seed=seed)
+    try:
+        prepare(0, task)
+    except TaskError as err:
+        raise ValueError(str(err)) from None
+    row = fit_many([task], solver=solver, max_steps=max_steps, varpro_starts=varpro_starts, keep_restarts=True)
+    record = row.row(0, named=True)
+    law = kernels.get(law)
+    restarts = pl.DataFrame({
+        "restart": np.arange(record["n_restarts"]),
+        "objective": record["restart_objective"],
+        "status": record["restart_status"],
+        "iterations": record["restart_iterations"],
+    }).with_columns(pl.Series("params", record["restart_params"]))
+    theta = np.asarray(record["params"], dtype=np.float64)
+    return FitResult(law=law, params=law.natural(theta), theta=theta, objective=record["objective"],
+                     status=record["status"], row=row, restarts=restarts)

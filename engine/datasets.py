@@ -1,0 +1,28 @@
+"""`lawfit.datasets`: the bundled released datasets, in the observation schema."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lawfit.data import bundled
+
+
+def load(name: str) -> pl.DataFrame:
+    """A bundled dataset by name (see `list()`)."""
+    return bundled.load(name)
+
+
+def list() -> pl.DataFrame:  # noqa: A001 - the public name the API promises
+    """One row per bundled dataset: name, rows, families, models, licence."""
+    rows = []
+    for name, info in sorted(bundled.BUNDLED.items()):
+        frame = bundled.load(name)
+        rows.append({
+            "name": name,
+            "rows": frame.height,
+            "families": frame["family"].n_unique(),
+            "models": frame.select("family", "params").unique().height,
+            "licence": info.licence,
+            "description": info.description,
+        })
+    return pl.DataFrame(rows)

@@ -1,0 +1,40 @@
+"""Residuals of one task: the objective written as 0.5 * ||s||^2 so that every solver
+(least squares or general minimisation) works on the same function.
+
+For Huber we use the square-root form s = sign(r) sqrt(2 rho(r)), written without a division by
+zero or a branch: with t = max(|r|, delta), s = r sqrt(delta (2t - delta)) / t, which is r inside
+the quadratic zone and sign(r) sqrt(delta (2|r| - delta)) outside it.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .types import Objective
+
+
+def point_residuals(law, objective: Objective, theta, feats, target, coeff):
+    """Scaled residuals s [n_points] with 0.5 * sum(s^2) = sum_i coeff_i rho(r_i).
+
+    theta: [n_params] (full, fit space); feats: [n_points, m]; target: [n_points] (already logged
+    for the log space); coeff: [n_points] (weights, mask and 1/n for the mean reduction; 0 on padding).
+    """
+    if objective.space == "log":
+        pred = law.log_predict(theta, feats)
+    else:
+        pred = law.predict(theta, feats)
+    r = target - pred
+    if objective.over_penalty != 1.0:
+        # Over-prediction means pred > target, i.e. r < 0.
+        coeff = coeff * jnp.where(r < 0, objective.over_penalty, 1.0)
+    if objective.loss == "huber":
+        delta = objective.delta
+        t = jnp.maximum(jnp.abs(r), delta)
+        return jnp.sqrt(coeff) * (r * jnp.sqrt(delta * (2.0 * t - delta)) / t)
+    return jnp.sqrt(2.0 * coeff) * r
+
+
+def objective_value(law, objective: Objective, theta, feats, target, coeff):
+    """sum_i coeff_i rho(r_i) for one task: a scalar."""
+    s = point_residuals(law, objective, theta, feats, target, coeff)
+    return 0.5 * jnp.sum(s * s)

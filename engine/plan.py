@@ -1,0 +1,205 @@
+"""Planner: validate tasks, group them by compiled program (law x objective x free parameters x
+restarts), bucket by number of points, and pack each bucket into padded, masked arrays
+`[tasks, n_pad, ...]` with the starts laid out as `[tasks, restarts, n_free]`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+
+from lawfit import kernels
+
+from .types import Objective, Status, Task
+
+
+class TaskError(ValueError):
+    """A task that cannot be fitted; carries the status code for its result row."""
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A validated task: arrays as float64, the law resolved, the free parameters known."""
+
+    index: int
+    task: Task
+    law: kernels.Law
+    inputs: np.ndarray  # [n_points, n_inputs]
+    target: np.ndarray  # [n_points]
+    weights: np.ndarray  # [n_points]
+    free: tuple[int, ...]
+    theta_fixed: np.ndarray  # [n_params]
+    init_kind: str  # "grid" | "random" | "explicit" | "varpro"
+    starts: np.ndarray | None  # [restarts, n_free] unless varpro
+
+    @property
+    def n_points(self) -> int:
+        return self.target.shape[0]
+
+
+def _check_values(name: str, values: np.ndarray, *, positive: bool) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise TaskError(Status.INVALID_INPUT, f"{name}: non-finite values (NaN/inf) at rows {rows}")
+    if positive:
+        bad = values <= 0
+        if bad.any():
+            rows = np.flatnonzero(bad)[:5].tolist()
+            raise TaskError(
+                Status.INVALID_INPUT,
+                f"{name}: must be > 0 (the law takes its log); got {values[bad][:3].tolist()} at rows {rows}",
+            )
+
+
+def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
+    """(init kind, starts [restarts, n_free] or None for varpro)."""
+    if isinstance(init, str):
+        if init == "grid":
+            starts = np.unique(law.grid_starts()[:, list(free)], axis=0)
+            return "grid", starts
+        if init == "varpro":
+            if law.varpro is None:
+                raise ValueError(f"law {law.name!r} has no linear structure: init='varpro' is not available")
+            if len(free) != law.n_params:
+                raise ValueError("init='varpro' fits every parameter; it cannot be combined with fixed=")
+            return "varpro", None
+        raise ValueError(f"init must be 'grid', 'varpro', an int or an array of starts, got {init!r}")
+    if isinstance(init, int | np.integer):
+        if init < 1:
+            raise ValueError(f"init: number of random starts must be >= 1, got {init}")
+        grid = law.grid_starts()[:, list(free)]
+        low, high = grid.min(axis=0), grid.max(axis=0)
+        spread = np.where(high > low, 0.0, 0.5 * np.maximum(np.abs(low), 1.0))
+        rng = np.random.default_rng(seed)
+        starts = rng.uniform(low - spread, high + spread, size=(int(init), len(free)))
+        return "random", starts
+    starts = np.asarray(init, dtype=np.float64)
+    if starts.ndim == 1:
+        starts = starts[None, :]
+    if starts.ndim != 2 or starts.shape[1] not in (len(free), law.n_params):
+        raise ValueError(
+            f"init: explicit starts must be [restarts, {len(free)}] (free params) or [restarts, {law.n_params}], "
+            f"got shape {starts.shape}"
+        )
+    if starts.shape[1] == law.n_params and len(free) != law.n_params:
+        starts = starts[:, list(free)]
+    if not np.isfinite(starts).all():
+        raise ValueError("init: explicit starts contain NaN/inf")
+    return "explicit", starts
+
+
+def prepare(index: int, task: Task) -> Prepared:
+    """Validate one task. Raises ValueError (bad configuration) or TaskError (bad data)."""
+    law = kernels.get(task.law)
+    objective = task.objective
+    if not isinstance(objective, Objective):
+        raise ValueError(f"objective must be an Objective, got {type(objective).__name__}")
+    inputs = np.asarray(task.inputs, dtype=np.float64)
+    if inputs.ndim == 1:
+        inputs = inputs[:, None]
+    target = np.asarray(task.target, dtype=np.float64).reshape(-1)
+    if inputs.ndim != 2 or inputs.shape[1] != len(law.inputs):
+        raise ValueError(
+            f"law {law.name!r} reads {len(law.inputs)} input column(s) {law.inputs}; got inputs of shape {inputs.shape}"
+        )
+    if inputs.shape[0] != target.shape[0]:
+        raise ValueError(f"inputs have {inputs.shape[0]} rows but target has {target.shape[0]}")
+    fixed = dict(task.fixed or {})
+    unknown = sorted(set(fixed) - set(law.param_names))
+    if unknown:
+        raise ValueError(f"fixed: unknown parameter(s) {unknown} for law {law.name!r}; its parameters are {law.param_names}")
+    free = tuple(i for i, name in enumerate(law.param_names) if name not in fixed)
+    if not free:
+        raise ValueError("fixed: every parameter is fixed, nothing to fit")
+    theta_fixed = np.array([float(fixed.get(name, 0.0)) for name in law.param_names])
+    init_kind, starts = resolve_starts(law, task.init, free, task.seed)
+
+    for column, name in enumerate(law.inputs):
+        _check_values(f"input {name!r}", inputs[:, column], positive=name in law.positive_inputs)
+    _check_values("target", target, positive=objective.space == "log")
+    if task.weights is None:
+        weights = np.ones_like(target)
+    else:
+        weights = np.asarray(task.weights, dtype=np.float64).reshape(-1)
+        if weights.shape != target.shape:
+            raise ValueError(f"weights have {weights.shape[0]} rows but target has {target.shape[0]}")
+        _check_values("weights", weights, positive=False)
+        if (weights < 0).any():
+            raise TaskError(Status.INVALID_INPUT, "weights: must be >= 0")
+    if target.shape[0] < len(free):
+        raise TaskError(
+            Status.TOO_FEW_POINTS,
+            f"too few points: {target.shape[0]} point(s) for {len(free)} free parameter(s) of law {law.name!r}",
+        )
+    return Prepared(index, task, law, inputs, target, weights, free, theta_fixed, init_kind, starts)
+
+
+def bucket_size(n_points: int) -> int:
+    """Pad length: the next power of two (at least 8), so few programs get compiled."""
+    return max(8, 1 << (int(n_points) - 1).bit_length())
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Tasks that share one compiled program and one padded shape."""
+
+    law: kernels.Law
+    objective: Objective
+    free: tuple[int, ...]
+    init_kind: str
+    n_restarts: int
+    n_pad: int
+    members: list[Prepared]
+
+
+def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
+    buckets: dict[tuple, list[Prepared]] = defaultdict(list)
+    for item in prepared:
+        n_restarts = varpro_starts if item.init_kind == "varpro" else item.starts.shape[0]
+        key = (item.law.name, id(item.law), item.task.objective, item.free, item.init_kind == "varpro",
+               n_restarts, bucket_size(item.n_points))
+        buckets[key].append(item)
+    groups = []
+    for key, members in buckets.items():
+        first = members[0]
+        groups.append(Group(first.law, first.task.objective, first.free, "varpro" if key[4] else "starts",
+                            key[5], key[6], members))
+    return groups
+
+
+def pack(group: Group, members: list[Prepared]) -> dict[str, np.ndarray]:
+    """Padded arrays for a chunk of a group's tasks.
+
+    inputs [tasks, n_pad, n_inputs], target [tasks, n_pad], coeff [tasks, n_pad], theta_fixed
+    [tasks, n_params], starts [tasks, restarts, n_free] (absent for varpro). Padding repeats the
+    first point (so the law stays finite there) with zero weight.
+    """
+    n_tasks, n_pad = len(members), group.n_pad
+    n_inputs = len(group.law.inputs)
+    inputs = np.empty((n_tasks, n_pad, n_inputs))
+    target = np.empty((n_tasks, n_pad))
+    coeff = np.zeros((n_tasks, n_pad))
+    for row, item in enumerate(members):
+        n = item.n_points
+        inputs[row, :n] = item.inputs
+        inputs[row, n:] = item.inputs[0]
+        values = np.log(item.target) if group.objective.space == "log" else item.target
+        target[row, :n] = values
+        target[row, n:] = values[0]
+        scale = 1.0 / n if group.objective.reduction == "mean" else 1.0
+        coeff[row, :n] = item.weights * scale
+    packed = {
+        "inputs": inputs,
+        "target": target,
+        "coeff": coeff,
+        "theta_fixed": np.stack([item.theta_fixed for item in members]),
+    }
+    if group.init_kind != "varpro":
+        packed["starts"] = np.stack([item.starts for item in members])
+    return packed

@@ -1,0 +1,72 @@
+"""One task's data on the device and the residual function of its free parameters."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..objectives import point_residuals
+from ..types import Objective
+
+
+class Problem(eqx.Module):
+    """One task (padded). Batched problems carry a leading [tasks] axis on every field.
+
+    feats: [n_points, m] law features; target: [n_points] (log y in the log space);
+    coeff: [n_points] point weights (0 on padding); theta_fixed: [n_params] values of fixed params.
+    """
+
+    feats: jax.Array
+    target: jax.Array
+    coeff: jax.Array
+    theta_fixed: jax.Array
+
+
+class Residuals(eqx.Module):
+    """s(theta_free; problem) for a law and objective, with some parameters held fixed.
+
+    `free` lists the indices of the fitted parameters; bounds are those of the free ones.
+    """
+
+    law: object = eqx.field(static=True)
+    objective: Objective = eqx.field(static=True)
+    free: tuple[int, ...] = eqx.field(static=True)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.asarray(self.law.lower, dtype=np.float64)[list(self.free)]
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.asarray(self.law.upper, dtype=np.float64)[list(self.free)]
+
+    @property
+    def bounded(self) -> bool:
+        return bool(np.isfinite(self.lower).any() or np.isfinite(self.upper).any())
+
+    def full(self, theta, problem: Problem):
+        if len(self.free) == self.law.n_params:
+            return theta
+        return problem.theta_fixed.at[jnp.asarray(self.free)].set(theta)
+
+    def project(self, theta):
+        if not self.bounded:
+            return theta
+        return jnp.clip(theta, self.lower, self.upper)
+
+    def __call__(self, theta, problem: Problem):
+        """[n_free] -> s [n_points]."""
+        return point_residuals(
+            self.law, self.objective, self.full(theta, problem), problem.feats, problem.target, problem.coeff
+        )
+
+    def value(self, theta, problem: Problem):
+        s = self(theta, problem)
+        return 0.5 * jnp.sum(s * s)
+
+    def value_and_jacobian(self, theta, problem: Problem):
+        """(s [n_points], J [n_points, n_free]) in one forward-mode pass."""
+        jac, s = jax.jacfwd(lambda th: (self(th, problem),) * 2, has_aux=True)(theta)
+        return s, jac

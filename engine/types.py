@@ -1,0 +1,132 @@
+"""Shared types: status codes, the objective spec, fit tasks and the result schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+class Status(enum.IntEnum):
+    """Outcome of one fit (one restart, or the best restart of a task)."""
+
+    RUNNING = -1
+    CONVERGED = 0
+    MAX_ITER = 1
+    NON_FINITE = 2
+    BOUND_HIT = 3
+    ILL_CONDITIONED = 4
+    TOO_FEW_POINTS = 5
+    INVALID_INPUT = 6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+def status_label(code: int) -> str:
+    return Status(int(code)).label
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a fit minimises: sum_i c_i rho(r_i).
+
+    loss: "squared" (rho = r^2) or "huber" (rho = r^2/2 for |r| <= delta, delta(|r| - delta/2) beyond,
+          as scipy.special.huber).
+    space: "log" (r = log y - log yhat) or "raw" (r = y - yhat).
+    reduction: "sum" or "mean" (mean divides by the number of points; it changes the objective's scale
+               and therefore what a relative tolerance means).
+    over_penalty: multiplies rho where the law over-predicts (yhat > y); 1 = symmetric.
+    """
+
+    loss: str = "huber"
+    delta: float = 1e-3
+    space: str = "log"
+    reduction: str = "sum"
+    over_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("squared", "huber"):
+            raise ValueError(f"objective loss must be 'squared' or 'huber', got {self.loss!r}")
+        if self.space not in ("log", "raw"):
+            raise ValueError(f"objective space must be 'log' or 'raw', got {self.space!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"objective reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.loss == "huber" and not (self.delta > 0 and np.isfinite(self.delta)):
+            raise ValueError(f"objective delta must be a positive finite number, got {self.delta!r}")
+        if not self.over_penalty > 0:
+            raise ValueError(f"objective over_penalty must be > 0, got {self.over_penalty!r}")
+
+    @classmethod
+    def parse(cls, spec: str | Objective, delta: float = 1e-3) -> Objective:
+        """`"huber-log"`, `"squared-raw"`, `"huber-log-mean"`, ... or an Objective."""
+        if isinstance(spec, Objective):
+            return spec
+        parts = spec.split("-")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"objective spec must look like 'huber-log' or 'squared-raw-mean', got {spec!r}")
+        return cls(loss=parts[0], space=parts[1], reduction=parts[2] if len(parts) == 3 else "sum", delta=delta)
+
+    def describe(self) -> str:
+        loss = f"huber({self.delta:g})" if self.loss == "huber" else "squared"
+        extra = f" over*{self.over_penalty:g}" if self.over_penalty != 1.0 else ""
+        return f"{loss}-{self.space}-{self.reduction}{extra}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """One fit problem: a law, one point set, an objective and how to start.
+
+    inputs: [n_points, len(law.inputs)] raw input columns, in the law's order.
+    target: [n_points] observed values.
+    weights: [n_points] per-point weights or None.
+    init: "grid" (the law's grid), "varpro", an int (that many random starts in the grid's box)
+          or an array [restarts, n_params].
+    fixed: parameters held at given values (name -> value).
+    labels: free-form identifiers copied into the result row (family, metric, ...).
+    """
+
+    law: Any
+    inputs: np.ndarray
+    target: np.ndarray
+    weights: np.ndarray | None = None
+    objective: Objective = Objective()
+    init: Any = "grid"
+    fixed: Mapping[str, float] | None = None
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def law_name(self) -> str:
+        return self.law if isinstance(self.law, str) else self.law.name
+
+    def data_hash(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.inputs, self.target, self.weights):
+            if array is not None:
+                arr = np.ascontiguousarray(np.asarray(array, dtype=np.float64))
+                digest.update(str(arr.shape).encode())
+                digest.update(arr.tobytes())
+        return digest.hexdigest()[:16]
+
+    def key(self) -> str:
+        """A stable hash of everything that defines this fit: the key of its result row."""
+        init = self.init
+        if not isinstance(init, str | int):
+            init = hashlib.sha256(np.ascontiguousarray(np.asarray(init, dtype=np.float64)).tobytes()).hexdigest()
+        spec = {
+            "law": self.law_name,
+            "data": self.data_hash(),
+            "objective": dataclasses.asdict(self.objective),
+            "init": init,
+            "fixed": sorted((self.fixed or {}).items()),
+            "labels": sorted((str(k), str(v)) for k, v in self.labels.items()),
+            "seed": self.seed,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]

@@ -1,0 +1,129 @@
+"""The `Law` abstraction: one scaling law as a pure function plus the metadata the engine needs.
+
+A law is written for ONE point set. The engine vmaps it over tasks and restarts.
+
+* `features(raw)` turns the raw input columns `[n_points, len(inputs)]` into whatever the law
+  computes with (usually logs), once per task, outside the solver loop.
+* `predict(theta, feats) -> [n_points]` and optionally `log_predict` (the log of the prediction,
+  written in a numerically stable form).
+* `theta` lives in the *fit space* named by `param_names` (e.g. `a = log A`); `derived(theta)`
+  returns the natural quantities (A, B, E, ...) reported next to them.
+* `lower` / `upper` are box bounds in fit space (+-inf when free); solvers project onto them.
+* `init_grid` is the default multi-start grid (a product over the listed values).
+* `varpro` (optional) says which parameters enter linearly, so that the engine can solve them in
+  closed form over a grid of the nonlinear ones (variable projection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+Array = jnp.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class VarPro:
+    """Linear structure of a law: `predict = basis(theta_nl, feats) @ coef`.
+
+    nonlinear: names of the parameters scanned on `grid` (each a 1-D tuple of values).
+    basis: `(theta_nl [n_nl], feats [n_points, m]) -> [n_points, n_linear]`.
+    assemble: `(theta_nl [n_nl], coef [n_linear]) -> theta [n_params]` in fit space.
+    nonneg: whether the linear coefficients must be >= 0 (e.g. when theta stores their logs).
+    """
+
+    nonlinear: tuple[str, ...]
+    grid: tuple[tuple[float, ...], ...]
+    basis: Callable[[Array, Array], Array]
+    assemble: Callable[[Array, Array], Array]
+    nonneg: bool = True
+
+
+def _log_of_predict(predict: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
+    def log_predict(theta: Array, feats: Array) -> Array:
+        return jnp.log(predict(theta, feats))
+
+    return log_predict
+
+
+def _log_features(raw: Array) -> Array:
+    return jnp.log(raw)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Law:
+    """One scaling law. See the module docstring for the meaning of each field."""
+
+    name: str
+    param_names: tuple[str, ...]
+    inputs: tuple[str, ...]
+    predict: Callable[[Array, Array], Array]
+    formula: str
+    reference: str
+    init_grid: Mapping[str, tuple[float, ...]]
+    log_predict: Callable[[Array, Array], Array] | None = None
+    features: Callable[[Array], Array] = _log_features
+    positive_inputs: tuple[str, ...] | None = None
+    lower: tuple[float, ...] | None = None
+    upper: tuple[float, ...] | None = None
+    derived: Callable[[Mapping[str, float]], dict[str, float]] | None = None
+    varpro: VarPro | None = None
+
+    def __post_init__(self) -> None:
+        n_params = len(self.param_names)
+        if self.lower is None:
+            object.__setattr__(self, "lower", (-np.inf,) * n_params)
+        if self.upper is None:
+            object.__setattr__(self, "upper", (np.inf,) * n_params)
+        if self.positive_inputs is None:
+            object.__setattr__(self, "positive_inputs", self.inputs)
+        if self.log_predict is None:
+            object.__setattr__(self, "log_predict", _log_of_predict(self.predict))
+        missing = set(self.init_grid) ^ set(self.param_names)
+        if missing:
+            raise ValueError(f"law {self.name!r}: init_grid keys must equal param_names, differ on {sorted(missing)}")
+        for bound in (self.lower, self.upper):
+            if len(bound) != n_params:
+                raise ValueError(f"law {self.name!r}: bounds need {n_params} entries")
+
+    # Identity semantics: a law is hashable and usable as a static jit argument.
+    def __hash__(self) -> int:
+        return hash((self.name, self.param_names, self.inputs))
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    def __repr__(self) -> str:
+        return f"Law({self.name!r}: {self.formula})"
+
+    def predict_raw(self, theta: Array, raw: Array) -> Array:
+        """Prediction from raw inputs. theta: [n_params], raw: [n_points, len(inputs)] -> [n_points]."""
+        return self.predict(jnp.asarray(theta), self.features(jnp.asarray(raw)))
+
+    def grid_starts(self) -> np.ndarray:
+        """The default multi-start grid as `[restarts, n_params]` (product over `init_grid`)."""
+        axes = [self.init_grid[name] for name in self.param_names]
+        return np.array(list(itertools.product(*axes)), dtype=np.float64)
+
+    def natural(self, theta: Sequence[float]) -> dict[str, float]:
+        """Fit-space parameters plus the derived natural ones, as a name -> value dict."""
+        values = {name: float(v) for name, v in zip(self.param_names, theta, strict=True)}
+        if self.derived is not None:
+            values.update({k: float(v) for k, v in self.derived(values).items()})
+        return values
+
+    def with_inputs(self, *inputs: str) -> Law:
+        """The same law reading other columns (e.g. a 1-D law on `params` instead of `tokens`)."""
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"law {self.name!r} reads {len(self.inputs)} input(s), got {inputs}")
+        mapping = dict(zip(self.inputs, inputs, strict=True))
+        positive = tuple(mapping[name] for name in self.positive_inputs)
+        return dataclasses.replace(self, inputs=tuple(inputs), positive_inputs=positive)
