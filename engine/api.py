@@ -25,15 +25,17 @@ DEFAULT_MAX_STEPS = {"lm": 500, "lbfgs": 3000}
 @functools.lru_cache(maxsize=None)
 def _program(law, objective, free, solver_name, solver_options, max_steps, n_varpro):
     """The jitted solve for one group: packed arrays -> final per-lane state."""
-    solver = solvers.make(solver_name, **dict(solver_options))
     residuals = Residuals(law, objective, free)
+    bounds = {"lower": residuals.lower, "upper": residuals.upper} if residuals.bounded else {}
+    solver = solvers.make(solver_name, **bounds, **dict(solver_options))
+    evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
 
     def run(inputs, target, coeff, theta_fixed, starts):
         feats = jax.vmap(law.features)(inputs)
         problems = Problem(feats, target, coeff, theta_fixed)
         if starts is None:
             starts, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, n_varpro))(problems)
-        state = solvers.iterate(solver, residuals, starts, problems, max_steps)
+        state = solvers.iterate(solver, evaluate, starts, problems, max_steps)
         return {
             "starts": starts,
             "theta": state.theta,

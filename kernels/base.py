@@ -10,6 +10,8 @@ A law is written for ONE point set. The engine vmaps it over tasks and restarts.
   returns the natural quantities (A, B, E, ...) reported next to them.
 * `lower` / `upper` are box bounds in fit space (+-inf when free); solvers project onto them.
 * `init_grid` is the default multi-start grid (a product over the listed values).
+* `log_predict_jac` / `predict_jac` (optional): the prediction and its derivative with respect to
+  each parameter, written by hand; the engine differentiates automatically when absent.
 * `varpro` (optional) says which parameters enter linearly, so that the engine can solve them in
   closed form over a grid of the nonlinear ones (variable projection).
 """
@@ -72,6 +74,8 @@ class Law:
     upper: tuple[float, ...] | None = None
     derived: Callable[[Mapping[str, float]], dict[str, float]] | None = None
     varpro: VarPro | None = None
+    log_predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
+    predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
 
     def __post_init__(self) -> None:
         n_params = len(self.param_names)

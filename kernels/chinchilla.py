@@ -21,6 +21,18 @@ def chinchilla_log_predict(theta, feats):
     return _lse3(a - alpha * log_n, b - beta * log_d, e)
 
 
+def chinchilla_log_predict_jac(theta, feats):
+    """log L and d log L / d(a, b, e, alpha, beta): the softmax weights of the three terms."""
+    a, b, e, alpha, beta = theta[0], theta[1], theta[2], theta[3], theta[4]
+    log_n, log_d = feats[:, 0], feats[:, 1]
+    u1, u2 = a - alpha * log_n, b - beta * log_d
+    top = jnp.maximum(jnp.maximum(u1, u2), e)
+    e1, e2, e3 = jnp.exp(u1 - top), jnp.exp(u2 - top), jnp.exp(e - top)
+    total = e1 + e2 + e3
+    w1, w2, w3 = e1 / total, e2 / total, e3 / total
+    return top + jnp.log(total), (w1, w2, w3, -w1 * log_n, -w2 * log_d)
+
+
 def chinchilla_predict(theta, feats):
     """L(N, D) = E + A / N^alpha + B / D^beta with A = e^a, B = e^b, E = e^e.
 
@@ -59,6 +71,7 @@ chinchilla = Law(
     inputs=("params", "tokens"),
     predict=chinchilla_predict,
     log_predict=chinchilla_log_predict,
+    log_predict_jac=chinchilla_log_predict_jac,
     formula="L = E + A/N^alpha + B/D^beta  (A=e^a, B=e^b, E=e^e)",
     reference="Hoffmann et al. 2022, arXiv:2203.15556; Besiroglu et al. 2024, arXiv:2404.10102",
     # The Hoffmann/Epoch 4500-start grid.

@@ -1,5 +1,6 @@
 """Batched solvers: each one file of init / step / terminate, all driven by `loop.iterate`."""
 
+from .evaluate import Evaluator
 from .lbfgs import LBFGS
 from .lm import LevenbergMarquardt
 from .loop import iterate
@@ -17,4 +18,4 @@ def make(name: str, **options):
         raise ValueError(f"unknown solver {name!r}; expected one of {sorted(SOLVERS)}") from None
 
 
-__all__ = ["LBFGS", "LevenbergMarquardt", "Problem", "Residuals", "SOLVERS", "iterate", "make", "varpro_starts"]
+__all__ = ["Evaluator", "LBFGS", "LevenbergMarquardt", "Problem", "Residuals", "SOLVERS", "iterate", "make", "varpro_starts"]

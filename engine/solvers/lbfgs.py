@@ -1,7 +1,6 @@
-"""L-BFGS with optax's `scale_by_lbfgs` for the direction and a per-lane weak-Wolfe line search.
-
-Each step of the driver evaluates f and its gradient at ONE trial point per lane; the line search
-is a small state machine (bracket [lo, hi], bisect or double) inside the state, so lanes advance
+"""L-BFGS: optax's `scale_by_lbfgs` gives the direction; a per-lane weak-Wolfe line search
+(bracket [lo, hi]; bisect when the trial is too long, double when the curvature condition fails)
+lives in the state, so every driver step costs ONE evaluation per lane and lanes advance
 independently instead of waiting for the slowest line search in the batch.
 """
 
@@ -10,11 +9,11 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..types import Status
-
-_TINY = 1e-300
+from .lm import scaled_gradient
 
 
 class LBFGSState(eqx.Module):
@@ -33,33 +32,35 @@ class LBFGSState(eqx.Module):
 
 
 class LBFGS(eqx.Module):
-    memory_size: int = 10
-    c1: float = 1e-4
-    c2: float = 0.9
-    ftol: float = 1e-13
-    gtol: float = 1e-10
-    max_line_search: int = 40
+    lower: np.ndarray | None = eqx.field(static=True, default=None)
+    upper: np.ndarray | None = eqx.field(static=True, default=None)
+    memory_size: int = eqx.field(static=True, default=10)
+    c1: float = eqx.field(static=True, default=1e-4)
+    c2: float = eqx.field(static=True, default=0.9)
+    ftol: float = eqx.field(static=True, default=1e-13)
+    gtol: float = eqx.field(static=True, default=1e-10)
+    max_line_search: int = eqx.field(static=True, default=40)
 
-    def _transform(self):
-        return optax.scale_by_lbfgs(memory_size=self.memory_size)
+    needs_hessian = False
+
+    def project(self, theta):
+        if self.lower is None:
+            return theta
+        return jnp.clip(theta, self.lower, self.upper)
 
     def _direction(self, grad, memory, theta):
-        transform = self._transform()
+        transform = optax.scale_by_lbfgs(memory_size=self.memory_size)
         update, new_memory = transform.update(grad, memory, theta)
-        # Restart the memory when the result is not a descent direction (bad curvature pairs).
+        # Restart the memory when it no longer gives a descent direction (bad curvature pairs).
         fresh_update, fresh_memory = transform.update(grad, transform.init(theta), theta)
         descent = jnp.dot(update, grad) > 0
-        update = jnp.where(descent, update, fresh_update)
         new_memory = jax.tree.map(lambda a, b: jnp.where(descent, a, b), new_memory, fresh_memory)
-        return -update, new_memory
+        return -jnp.where(descent, update, fresh_update), new_memory
 
-    def _scaled_grad(self, theta, grad, f):
-        return jnp.max(jnp.abs(grad) * jnp.maximum(jnp.abs(theta), 1.0)) / jnp.maximum(jnp.abs(f), _TINY)
-
-    def init(self, residuals, theta, problem) -> LBFGSState:
-        theta = residuals.project(theta)
-        f, grad = jax.value_and_grad(residuals.value)(theta, problem)
-        direction, memory = self._direction(grad, self._transform().init(theta), theta)
+    def init(self, theta, ev) -> LBFGSState:
+        f, grad = ev["f"], ev["grad"]
+        memory = optax.scale_by_lbfgs(memory_size=self.memory_size).init(theta)
+        direction, memory = self._direction(grad, memory, theta)
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(grad))
         return LBFGSState(
             theta=theta, f=f, grad=grad, direction=direction, t=jnp.asarray(1.0), lo=jnp.asarray(0.0),
@@ -67,9 +68,11 @@ class LBFGS(eqx.Module):
             n_evals=jnp.asarray(1), status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
         )
 
-    def step(self, residuals, state: LBFGSState, problem) -> LBFGSState:
-        trial = residuals.project(state.theta + state.t * state.direction)
-        f_t, grad_t = jax.value_and_grad(residuals.value)(trial, problem)
+    def propose(self, state: LBFGSState):
+        return self.project(state.theta + state.t * state.direction)
+
+    def update(self, state: LBFGSState, trial, ev) -> LBFGSState:
+        f_t, grad_t = ev["f"], ev["grad"]
         slope = jnp.dot(state.grad, state.direction)
         finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(grad_t))
         armijo = finite & (f_t <= state.f + self.c1 * state.t * slope)
@@ -77,28 +80,21 @@ class LBFGS(eqx.Module):
         give_up = state.ls_steps + 1 >= self.max_line_search
         accept = armijo & (curvature | give_up)
 
-        # Line-search bookkeeping for a rejected trial.
-        too_long = ~armijo
-        hi = jnp.where(too_long, state.t, state.hi)
-        lo = jnp.where(too_long, state.lo, state.t)
+        hi = jnp.where(armijo, state.hi, state.t)
+        lo = jnp.where(armijo, state.t, state.lo)
         t_next = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 2.0 * state.t)
 
         direction, memory = self._direction(grad_t, state.memory, trial)
-        decrease = state.f - f_t
-        scaled_grad = self._scaled_grad(trial, grad_t, f_t)
+        stationarity = scaled_gradient(trial, grad_t, f_t)
         converged = accept & (
-            (decrease <= self.ftol * jnp.maximum(jnp.abs(f_t), _TINY)) | (scaled_grad <= self.gtol) | (f_t <= 1e-30)
+            (state.f - f_t <= self.ftol * jnp.abs(f_t)) | (stationarity <= self.gtol) | (f_t <= 1e-30)
         )
         stalled = ~accept & give_up
-        status = jnp.where(
-            converged,
-            Status.CONVERGED,
-            jnp.where(
-                stalled,
-                jnp.where(self._scaled_grad(state.theta, state.grad, state.f) <= 1e-3,
-                          Status.CONVERGED, Status.ILL_CONDITIONED),
-                Status.RUNNING,
-            ),
+        small_grad = scaled_gradient(state.theta, state.grad, state.f) <= 1e-3
+        status = jnp.select(
+            [converged, stalled & small_grad, stalled],
+            [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],
+            Status.RUNNING,
         )
 
         def pick(on_accept, on_reject):
@@ -119,5 +115,5 @@ class LBFGS(eqx.Module):
             status=status,
         )
 
-    def terminate(self, state: LBFGSState) -> jax.Array:
+    def terminate(self, state: LBFGSState):
         return state.status != Status.RUNNING

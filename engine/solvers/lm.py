@@ -1,8 +1,9 @@
-"""Levenberg-Marquardt on the residuals s(theta) (plain or square-root Huber).
+"""Levenberg-Marquardt on the residuals s(theta) (plain, or square-root Huber).
 
-One residual-and-Jacobian evaluation per step, at the trial point: when the step is accepted the
-Jacobian there is already in hand. Damping follows Nielsen's update with Marquardt's scaling by the
-running maximum of diag(J^T J), so the method is invariant to the parameters' units.
+One evaluation (f, J^T s, J^T J) per step, at the trial point: when the step is accepted the
+normal equations there are already in hand. Damping follows Nielsen's update, scaled by the
+running maximum of diag(J^T J) (Marquardt/MINPACK), so the method does not depend on the units of
+the parameters.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..types import Status
 
@@ -29,47 +31,51 @@ class LMState(eqx.Module):
     status: jax.Array
 
 
+def scaled_gradient(theta, grad, f):
+    """max_j |g_j| max(|theta_j|, 1) / f: a unit-free stationarity measure."""
+    return jnp.max(jnp.abs(grad) * jnp.maximum(jnp.abs(theta), 1.0)) / jnp.maximum(jnp.abs(f), _TINY)
+
+
 class LevenbergMarquardt(eqx.Module):
-    """ftol: converged when an accepted step lowers f by <= ftol * f (and the scaled gradient is
-    small); gtol: converged when max_j |g_j| max(|theta_j|, 1) <= gtol * f; lam_max: damping beyond
-    which no step can make progress (the lane stops)."""
+    """ftol: an accepted step that lowers f by <= ftol * f ends the lane when the scaled gradient
+    is also below `loose_gtol`; gtol: the scaled gradient alone ends it; lam_max: damping beyond
+    which no step can make progress (converged if the gradient is small, else ill-conditioned)."""
 
-    ftol: float = 1e-12
-    gtol: float = 1e-10
-    loose_gtol: float = 1e-3
-    lam_max: float = 1e16
+    lower: np.ndarray | None = eqx.field(static=True, default=None)
+    upper: np.ndarray | None = eqx.field(static=True, default=None)
+    ftol: float = eqx.field(static=True, default=1e-12)
+    gtol: float = eqx.field(static=True, default=1e-10)
+    loose_gtol: float = eqx.field(static=True, default=1e-3)
+    lam_max: float = eqx.field(static=True, default=1e16)
 
-    def _scaled_grad(self, state_theta, grad, f):
-        return jnp.max(jnp.abs(grad) * jnp.maximum(jnp.abs(state_theta), 1.0)) / jnp.maximum(f, _TINY)
+    needs_hessian = True
 
-    def init(self, residuals, theta, problem) -> LMState:
-        theta = residuals.project(theta)
-        s, jac = residuals.value_and_jacobian(theta, problem)
-        f = 0.5 * jnp.dot(s, s)
-        hess = jac.T @ jac
-        grad = jac.T @ s
+    def project(self, theta):
+        if self.lower is None:
+            return theta
+        return jnp.clip(theta, self.lower, self.upper)
+
+    def init(self, theta, ev) -> LMState:
+        f, grad, hess = ev["f"], ev["grad"], ev["hess"]
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(hess)) & jnp.all(jnp.isfinite(grad))
-        status = jnp.where(finite, Status.RUNNING, Status.NON_FINITE)
         return LMState(
             theta=theta, f=f, grad=grad, hess=hess, scale=jnp.maximum(jnp.diag(hess), _TINY),
             lam=jnp.asarray(1e-3), nu=jnp.asarray(2.0), n_steps=jnp.asarray(0), n_evals=jnp.asarray(1),
-            status=status,
+            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
         )
 
-    def step(self, residuals, state: LMState, problem) -> LMState:
+    def propose(self, state: LMState):
         damped = state.hess + jnp.diag(state.lam * state.scale)
         delta = jnp.linalg.solve(damped, -state.grad)
-        trial = residuals.project(state.theta + delta)
+        return self.project(state.theta + delta)
+
+    def update(self, state: LMState, trial, ev) -> LMState:
+        f_trial, grad_t, hess_t = ev["f"], ev["grad"], ev["hess"]
         delta = trial - state.theta
-        s, jac = residuals.value_and_jacobian(trial, problem)
-        f_trial = 0.5 * jnp.dot(s, s)
         predicted = -(jnp.dot(state.grad, delta) + 0.5 * delta @ state.hess @ delta)
         ratio = (state.f - f_trial) / jnp.maximum(predicted, _TINY)
-        finite = jnp.isfinite(f_trial) & jnp.all(jnp.isfinite(jac)) & jnp.all(jnp.isfinite(delta))
+        finite = jnp.isfinite(f_trial) & jnp.all(jnp.isfinite(hess_t)) & jnp.all(jnp.isfinite(trial))
         accept = finite & (f_trial < state.f)
-
-        hess_t = jac.T @ jac
-        grad_t = jac.T @ s
         lam_accept = state.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
         new = LMState(
             theta=jnp.where(accept, trial, state.theta),
@@ -83,25 +89,19 @@ class LevenbergMarquardt(eqx.Module):
             n_evals=state.n_evals + 1,
             status=state.status,
         )
-        decrease = state.f - new.f
-        scaled_grad = self._scaled_grad(new.theta, new.grad, new.f)
-        small_f = new.f <= 1e-30
+        stationarity = scaled_gradient(new.theta, new.grad, new.f)
         converged = (
-            (accept & (decrease <= self.ftol * new.f) & (scaled_grad <= self.loose_gtol))
-            | (scaled_grad <= self.gtol)
-            | small_f
+            (accept & (state.f - new.f <= self.ftol * new.f) & (stationarity <= self.loose_gtol))
+            | (stationarity <= self.gtol)
+            | (new.f <= 1e-30)
         )
         stalled = new.lam > self.lam_max
-        status = jnp.where(
-            converged,
-            Status.CONVERGED,
-            jnp.where(
-                stalled,
-                jnp.where(scaled_grad <= self.loose_gtol, Status.CONVERGED, Status.ILL_CONDITIONED),
-                Status.RUNNING,
-            ),
+        status = jnp.select(
+            [converged, stalled & (stationarity <= self.loose_gtol), stalled],
+            [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],
+            Status.RUNNING,
         )
         return eqx.tree_at(lambda st: st.status, new, status)
 
-    def terminate(self, state: LMState) -> jax.Array:
+    def terminate(self, state: LMState):
         return state.status != Status.RUNNING

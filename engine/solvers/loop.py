@@ -1,7 +1,15 @@
-"""The one driver loop: every solver is `init / step / terminate` over its own state pytree,
-batched over [tasks, restarts] lanes and iterated by a single `lax.while_loop` whose lanes stop
-independently (a lane whose `terminate` says done keeps its state; the loop ends when all are done
-or after `max_steps`)."""
+"""The one driver loop. A solver is four pure functions over its own per-lane state:
+
+    init(theta, evaluation) -> state
+    propose(state) -> trial theta
+    update(state, trial, evaluation at trial) -> state
+    terminate(state) -> bool
+
+`iterate` batches them over [tasks, restarts] lanes with `vmap`, evaluates every lane's trial in one
+pass over the points (`Evaluator`), and runs a single `lax.while_loop` whose lanes stop
+independently: a lane whose `terminate` says done keeps its state, and the loop ends when all are
+done or after `max_steps`.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +21,18 @@ from ..types import Status
 
 
 def _per_lane(fn):
-    # Inner vmap over restarts shares the task's data; outer vmap over tasks.
-    return jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, 0))
+    return jax.vmap(jax.vmap(fn))
 
 
-def iterate(solver, residuals, theta0, problems, max_steps: int):
+def iterate(solver, evaluate, theta0, problems, max_steps: int):
     """Run `solver` from `theta0: [tasks, restarts, n_free]` on `problems` (leading [tasks]).
 
-    Returns the final state (leading [tasks, restarts]); lanes still running at `max_steps`
+    Returns the final state (leading [tasks, restarts]); lanes still running after `max_steps`
     get `Status.MAX_ITER`.
     """
-    init = _per_lane(lambda theta, problem: solver.init(residuals, theta, problem))
-    step = _per_lane(lambda state, problem: solver.step(residuals, state, problem))
-    terminate = jax.vmap(jax.vmap(solver.terminate))
+    theta0 = _per_lane(solver.project)(theta0)
+    state = _per_lane(solver.init)(theta0, evaluate(theta0, problems))
+    terminate = _per_lane(solver.terminate)
 
     def cond(carry):
         state, n = carry
@@ -33,7 +40,8 @@ def iterate(solver, residuals, theta0, problems, max_steps: int):
 
     def body(carry):
         state, n = carry
-        new = step(state, problems)
+        trial = _per_lane(solver.propose)(state)
+        new = _per_lane(solver.update)(state, trial, evaluate(trial, problems))
         running = ~terminate(state)
 
         def keep_done(new_leaf, old_leaf):
@@ -42,6 +50,6 @@ def iterate(solver, residuals, theta0, problems, max_steps: int):
 
         return jax.tree.map(keep_done, new, state), n + 1
 
-    state, _ = jax.lax.while_loop(cond, body, (init(theta0, problems), jnp.asarray(0)))
+    state, _ = jax.lax.while_loop(cond, body, (state, jnp.asarray(0)))
     status = jnp.where(state.status == Status.RUNNING, Status.MAX_ITER, state.status)
     return eqx.tree_at(lambda s: s.status, state, status)

@@ -1,0 +1,106 @@
+"""One pass over the points for a whole batch of lanes.
+
+Solvers never see points: they see, per lane, the objective f = 0.5 ||s||^2, its gradient
+g = J^T s and (for Gauss-Newton methods) J^T J. Those come from a single `lax.scan` over the
+points in which every step handles ONE point for ALL lanes at once, and accumulates the products.
+
+Why not `vmap` a per-lane function and reduce over points? On CPU, XLA then emits one reduction
+per entry of J^T J (21 for five parameters) and recomputes or re-reads the exp/log work for each
+of them; here the per-point work is done once and stays in cache (4x faster on 2 CPU cores).
+
+The law is still written for ONE point set: lanes play the role of points. For point k we pass
+`theta: [n_params, lanes]` and `feats: [lanes, m]` (point k of each lane's task); laws are
+elementwise in the points, so `law.predict(theta, feats) -> [lanes]`. Lanes stay one flat axis:
+extra size-1 or 2-D lane axes made XLA on CPU run scalar code or copy the loop carry (5x slower).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..types import Objective
+
+
+def _residual_and_slope(objective: Objective, target, pred, coeff):
+    """s and ds/dpred for one point over all lanes (the objective's chain rule written by hand)."""
+    r = target - pred
+    if objective.over_penalty != 1.0:
+        coeff = coeff * jnp.where(r < 0, objective.over_penalty, 1.0)
+    if objective.loss == "huber":
+        delta = objective.delta
+        size = jnp.abs(r)
+        t = jnp.maximum(size, delta)
+        q = jnp.sqrt(delta * (2.0 * t - delta))
+        root = jnp.sqrt(coeff)
+        return root * (r * q / t), -root * jnp.where(size <= delta, 1.0, delta / q)
+    root = jnp.sqrt(2.0 * coeff)
+    return root * r, -root * jnp.ones_like(r)
+
+
+class Evaluator(eqx.Module):
+    """Per-lane f, g (and J^T J) for a batch of tasks x restarts.
+
+    law: the law; objective: the objective; free: indices of fitted parameters.
+    """
+
+    law: object = eqx.field(static=True)
+    objective: Objective = eqx.field(static=True)
+    free: tuple[int, ...] = eqx.field(static=True)
+    hessian: bool = eqx.field(static=True, default=True)
+    unroll: int = eqx.field(static=True, default=8)
+
+    def _prediction_and_jacobian(self, theta_full, feats):
+        """theta_full: tuple of n_params [lanes] rows; feats [lanes, m].
+        Returns pred [lanes] and d pred / d theta_free as a list of [lanes] arrays."""
+        log_space = self.objective.space == "log"
+        analytic = self.law.log_predict_jac if log_space else self.law.predict_jac
+        if analytic is not None:
+            pred, jac = analytic(theta_full, feats)
+            return pred, [jac[i] for i in self.free]
+        fn = self.law.log_predict if log_space else self.law.predict
+        pred, linear = jax.linearize(lambda th: fn(th, feats), theta_full)
+        zeros = [jnp.zeros_like(row) for row in theta_full]
+        ones = jnp.ones_like(theta_full[0])
+        return pred, [linear(tuple(ones if j == i else zeros[j] for j in range(len(zeros)))) for i in self.free]
+
+    def __call__(self, theta, problems):
+        """theta: [tasks, restarts, n_free]; problems: `Problem` with leading [tasks].
+
+        Returns dict f [tasks, restarts], grad [tasks, restarts, n_free] and, with `hessian`,
+        hess [tasks, restarts, n_free, n_free].
+        """
+        n_tasks, n_restarts, n_free = theta.shape
+        full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
+        full = full.at[:, :, jnp.asarray(self.free)].set(theta)
+        # One contiguous [lanes] row per parameter, sliced outside the loop (a transposed [n_params,
+        # lanes] array sliced inside it became a strided read every step: 5x slower).
+        flat = full.reshape(n_tasks * n_restarts, -1)
+        theta_lanes = tuple(flat[:, i] for i in range(self.law.n_params))
+        # Point data per lane: with one task (or one restart) it broadcasts as is; otherwise each
+        # task's point is repeated over its restarts.
+        spread = n_tasks > 1 and n_restarts > 1
+
+        def per_lane(x):
+            return jnp.repeat(x, n_restarts, axis=0) if spread else x
+
+        def body(acc, point):
+            feats, target, coeff = point  # [tasks, m], [tasks], [tasks]
+            pred, jac = self._prediction_and_jacobian(theta_lanes, per_lane(feats))
+            s, slope = _residual_and_slope(self.objective, per_lane(target), pred, per_lane(coeff))
+            rows = jnp.stack([slope * d for d in jac] + [s])  # [n_free + 1, lanes]
+            if self.hessian:
+                return acc + rows[:, None] * rows[None, :], None
+            return acc + rows * s[None], None
+
+        size = n_free + 1
+        lanes = n_tasks * n_restarts
+        acc0 = jnp.zeros((size, size, lanes) if self.hessian else (size, lanes))
+        points = (jnp.moveaxis(problems.feats, 1, 0), problems.target.T, problems.coeff.T)
+        acc, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll)
+        acc = jnp.moveaxis(acc, -1, 0).reshape((n_tasks, n_restarts) + acc.shape[:-1])
+        if self.hessian:
+            return {"f": 0.5 * acc[..., -1, -1], "grad": acc[..., :-1, -1], "hess": acc[..., :-1, :-1]}
+        return {"f": 0.5 * acc[..., -1], "grad": acc[..., :-1]}
