@@ -19,7 +19,7 @@ from .plan import Group, TaskError, group, pack, prepare
 from .solvers.problem import Problem, Residuals
 from .types import Objective, Status, Task, status_label
 
-DEFAULT_MAX_STEPS = {"lm": 500, "lbfgs": 3000}
+DEFAULT_MAX_STEPS = {"lm": 2000, "lbfgs": 3000}
 
 
 @functools.lru_cache(maxsize=None)
