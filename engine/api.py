@@ -26,7 +26,7 @@ DEFAULT_MAX_STEPS = {"lm": 2000, "lbfgs": 3000}
 def _program(law, objective, free, solver_name, solver_options, max_steps, n_varpro):
     """The jitted solve for one group: packed arrays -> final per-lane state."""
     residuals = Residuals(law, objective, free)
-    bounds = {"lower": residuals.lower, "upper": residuals.upper} if residuals.bounded else {}
+    bounds = {"lower": tuple(residuals.lower), "upper": tuple(residuals.upper)} if residuals.bounded else {}
     solver = solvers.make(solver_name, **bounds, **dict(solver_options))
     evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
 

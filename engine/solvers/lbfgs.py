@@ -32,8 +32,8 @@ class LBFGSState(eqx.Module):
 
 
 class LBFGS(eqx.Module):
-    lower: np.ndarray | None = eqx.field(static=True, default=None)
-    upper: np.ndarray | None = eqx.field(static=True, default=None)
+    lower: tuple[float, ...] | None = eqx.field(static=True, default=None)
+    upper: tuple[float, ...] | None = eqx.field(static=True, default=None)
     memory_size: int = eqx.field(static=True, default=10)
     c1: float = eqx.field(static=True, default=1e-4)
     c2: float = eqx.field(static=True, default=0.9)
@@ -46,7 +46,7 @@ class LBFGS(eqx.Module):
     def project(self, theta):
         if self.lower is None:
             return theta
-        return jnp.clip(theta, self.lower, self.upper)
+        return jnp.clip(theta, np.asarray(self.lower), np.asarray(self.upper))
 
     def _direction(self, grad, memory, theta):
         transform = optax.scale_by_lbfgs(memory_size=self.memory_size)
@@ -85,12 +85,12 @@ class LBFGS(eqx.Module):
         t_next = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 2.0 * state.t)
 
         direction, memory = self._direction(grad_t, state.memory, trial)
-        stationarity = scaled_gradient(trial, grad_t, f_t)
+        stationarity = scaled_gradient(trial, grad_t, f_t, self.lower, self.upper)
         converged = accept & (
             (state.f - f_t <= self.ftol * jnp.abs(f_t)) | (stationarity <= self.gtol) | (f_t <= 1e-30)
         )
         stalled = ~accept & give_up
-        small_grad = scaled_gradient(state.theta, state.grad, state.f) <= 1e-3
+        small_grad = scaled_gradient(state.theta, state.grad, state.f, self.lower, self.upper) <= 1e-3
         status = jnp.select(
             [converged, stalled & small_grad, stalled],
             [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],

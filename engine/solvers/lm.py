@@ -31,8 +31,12 @@ class LMState(eqx.Module):
     status: jax.Array
 
 
-def scaled_gradient(theta, grad, f):
-    """max_j |g_j| max(|theta_j|, 1) / f: a unit-free stationarity measure."""
+def scaled_gradient(theta, grad, f, lower=None, upper=None):
+    """max_j |g_j| max(|theta_j|, 1) / f: a unit-free stationarity measure. Components blocked
+    by an active bound (descent would leave the box) do not count."""
+    if lower is not None:
+        blocked = ((theta <= np.asarray(lower)) & (grad > 0)) | ((theta >= np.asarray(upper)) & (grad < 0))
+        grad = jnp.where(blocked, 0.0, grad)
     return jnp.max(jnp.abs(grad) * jnp.maximum(jnp.abs(theta), 1.0)) / jnp.maximum(jnp.abs(f), _TINY)
 
 
@@ -41,8 +45,8 @@ class LevenbergMarquardt(eqx.Module):
     is also below `loose_gtol`; gtol: the scaled gradient alone ends it; lam_max: damping beyond
     which no step can make progress (converged if the gradient is small, else ill-conditioned)."""
 
-    lower: np.ndarray | None = eqx.field(static=True, default=None)
-    upper: np.ndarray | None = eqx.field(static=True, default=None)
+    lower: tuple[float, ...] | None = eqx.field(static=True, default=None)
+    upper: tuple[float, ...] | None = eqx.field(static=True, default=None)
     ftol: float = eqx.field(static=True, default=1e-12)
     gtol: float = eqx.field(static=True, default=1e-10)
     loose_gtol: float = eqx.field(static=True, default=1e-3)
@@ -53,7 +57,7 @@ class LevenbergMarquardt(eqx.Module):
     def project(self, theta):
         if self.lower is None:
             return theta
-        return jnp.clip(theta, self.lower, self.upper)
+        return jnp.clip(theta, np.asarray(self.lower), np.asarray(self.upper))
 
     def init(self, theta, ev) -> LMState:
         f, grad, hess = ev["f"], ev["grad"], ev["hess"]
@@ -67,6 +71,15 @@ class LevenbergMarquardt(eqx.Module):
     def propose(self, state: LMState):
         damped = state.hess + jnp.diag(state.lam * state.scale)
         delta = jnp.linalg.solve(damped, -state.grad)
+        if self.lower is None:
+            return state.theta + delta
+        # Components at a bound that the step would push outside stay put; the others are
+        # re-solved without them (clipping the full step gives poor directions).
+        active = ((state.theta <= np.asarray(self.lower)) & (delta < 0)) | (
+            (state.theta >= np.asarray(self.upper)) & (delta > 0))
+        pair = active[:, None] | active[None, :]
+        reduced = jnp.where(pair, jnp.eye(delta.shape[0]), damped)
+        delta = jnp.where(active, 0.0, jnp.linalg.solve(reduced, jnp.where(active, 0.0, -state.grad)))
         return self.project(state.theta + delta)
 
     def update(self, state: LMState, trial, ev) -> LMState:
@@ -89,7 +102,7 @@ class LevenbergMarquardt(eqx.Module):
             n_evals=state.n_evals + 1,
             status=state.status,
         )
-        stationarity = scaled_gradient(new.theta, new.grad, new.f)
+        stationarity = scaled_gradient(new.theta, new.grad, new.f, self.lower, self.upper)
         converged = (
             (accept & (state.f - new.f <= self.ftol * new.f) & (stationarity <= self.loose_gtol))
             | (stationarity <= self.gtol)

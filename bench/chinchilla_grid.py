@@ -1,0 +1,109 @@
+"""Epoch's Chinchilla approach-3 problem (240 points, Huber(1e-3) sum on log residuals, the
+4500-start grid): scipy L-BFGS-B with an analytic gradient, one start at a time, against the
+engine's full grid with each solver and the engine's variable-projection route, in one run.
+
+    python bench/chinchilla_grid.py            # writes bench/results/chinchilla_grid.json
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.optimize import minimize
+
+import lawfit
+from lawfit.reproduce import chinchilla_points
+
+from common import write
+
+DELTA = 1e-3
+
+
+def scipy_objective(points):
+    log_n = np.log(points["params"].to_numpy())
+    log_d = np.log(points["tokens"].to_numpy())
+    log_y = np.log(points["value"].to_numpy())
+
+    def value_and_grad(theta):
+        a, b, e, alpha, beta = theta
+        u1, u2 = a - alpha * log_n, b - beta * log_d
+        top = np.maximum(np.maximum(u1, u2), e)
+        e1, e2, e3 = np.exp(u1 - top), np.exp(u2 - top), np.exp(e - top)
+        total = e1 + e2 + e3
+        r = log_y - (top + np.log(total))
+        size = np.abs(r)
+        inner = size <= DELTA
+        value = np.sum(np.where(inner, 0.5 * r * r, DELTA * (size - 0.5 * DELTA)))
+        psi = np.where(inner, r, DELTA * np.sign(r))  # d rho / d r
+        w1, w2, w3 = e1 / total, e2 / total, e3 / total
+        grad = -np.array([psi @ w1, psi @ w2, psi @ w3, -psi @ (w1 * log_n), -psi @ (w2 * log_d)])
+        return value, grad
+
+    return value_and_grad
+
+
+def run_scipy(points, starts):
+    fn = scipy_objective(points)
+    values = np.full(len(starts), np.inf)
+    t0 = time.perf_counter()
+    for i, start in enumerate(starts):
+        with np.errstate(all="ignore"):
+            out = minimize(fn, start, jac=True, method="L-BFGS-B")
+        if out.success and np.isfinite(out.fun):
+            values[i] = out.fun
+    return time.perf_counter() - t0, values
+
+
+def run_engine(solver, init):
+    """(cold seconds, warm seconds, restart objectives)."""
+    t0 = time.perf_counter()
+    lawfit.reproduce.chinchilla(solver=solver, init=init)
+    cold = time.perf_counter() - t0
+    out = lawfit.reproduce.chinchilla(solver=solver, init=init)
+    tasks = lawfit.tasks_from_frame(chinchilla_points(), "chinchilla", init=init)
+    row = lawfit.fit_many(tasks, solver=solver, keep_restarts=True).row(0, named=True)
+    values = np.array([np.inf if v is None else v for v in row["restart_objective"]])
+    return cold, out["seconds"], values, out
+
+
+def main() -> None:
+    points = chinchilla_points()
+    starts = lawfit.laws.get("chinchilla").grid_starts()
+    scipy_seconds, scipy_values = run_scipy(points, starts)
+    engine = {key: run_engine(*key) for key in [("lm", "grid"), ("lbfgs", "grid"), ("lm", "varpro"), ("lbfgs", "varpro")]}
+    best = min(scipy_values.min(), *(v[2].min() for v in engine.values()))
+
+    def at_best(values):
+        return float(np.mean(values <= best * (1 + 1e-9)))
+
+    figures = {
+        "n_starts": len(starts),
+        "best_objective": best,
+        "scipy_lbfgsb": {"seconds": scipy_seconds, "ms_per_start": 1e3 * scipy_seconds / len(starts),
+                         "fraction_at_best": at_best(scipy_values), "best": float(scipy_values.min())},
+    }
+    print(f"scipy L-BFGS-B loop: {scipy_seconds:.2f} s, {1e3 * scipy_seconds / len(starts):.2f} ms/start, "
+          f"{at_best(scipy_values):.1%} of starts at the optimum")
+    for (solver, init), (cold, warm, values, out) in engine.items():
+        n = len(values)
+        entry = {
+            "seconds_warm": warm, "compile_seconds": cold - warm, "n_starts": n,
+            "ms_per_start": 1e3 * warm / n, "fraction_at_best": at_best(values), "best": float(values.min()),
+            "reached_optimum": bool(values.min() <= 1.01828e-3),
+            "per_start_speedup_vs_scipy": (scipy_seconds / len(starts)) / (warm / n),
+            "time_to_optimum_speedup_vs_scipy_grid": scipy_seconds / warm,
+            "params": {k: out[k] for k in ("A", "B", "E", "alpha", "beta")},
+        }
+        figures[f"engine_{solver}_{init}"] = entry
+        print(f"engine {solver:5s} {init:6s}: {warm:.3f} s warm (+{cold - warm:.2f} s compile), {n} starts, "
+              f"{entry['ms_per_start']:.3f} ms/start ({entry['per_start_speedup_vs_scipy']:.1f}x per start), "
+              f"{entry['fraction_at_best']:.1%} at optimum, grid-to-optimum ratio {entry['time_to_optimum_speedup_vs_scipy_grid']:.1f}x")
+    print("wrote", write("chinchilla_grid", figures))
+
+
+if __name__ == "__main__":
+    from lawfit.cli import enable_compile_cache
+
+    enable_compile_cache()
+    main()
