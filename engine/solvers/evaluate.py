@@ -86,21 +86,30 @@ class Evaluator(eqx.Module):
         def per_lane(x):
             return jnp.repeat(x, n_restarts, axis=0) if spread else x
 
+        size = n_free + 1
+        # Accumulate the upper triangle of [J s]^T [J s] as separate [lanes] arrays: each update is
+        # then one elementwise loop over the lanes that computes the point's exp/log/sqrt work once.
+        # (Stacking the rows into one [size, lanes] array made XLA on CPU recompute that work for
+        # every row: 5x slower.)
+        pairs = [(i, j) for i in range(size) for j in range(i, size)] if self.hessian else [(i, size - 1) for i in range(size)]
+
         def body(acc, point):
             feats, target, coeff = point  # [tasks, m], [tasks], [tasks]
             pred, jac = self._prediction_and_jacobian(theta_lanes, per_lane(feats))
             s, slope = _residual_and_slope(self.objective, per_lane(target), pred, per_lane(coeff))
-            rows = jnp.stack([slope * d for d in jac] + [s])  # [n_free + 1, lanes]
-            if self.hessian:
-                return acc + rows[:, None] * rows[None, :], None
-            return acc + rows * s[None], None
+            rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes]
+            return tuple(total + rows[i] * rows[j] for total, (i, j) in zip(acc, pairs, strict=True)), None
 
-        size = n_free + 1
         lanes = n_tasks * n_restarts
-        acc0 = jnp.zeros((size, size, lanes) if self.hessian else (size, lanes))
+        acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
         points = (jnp.moveaxis(problems.feats, 1, 0), problems.target.T, problems.coeff.T)
-        acc, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll)
-        acc = jnp.moveaxis(acc, -1, 0).reshape((n_tasks, n_restarts) + acc.shape[:-1])
-        if self.hessian:
-            return {"f": 0.5 * acc[..., -1, -1], "grad": acc[..., :-1, -1], "hess": acc[..., :-1, :-1]}
-        return {"f": 0.5 * acc[..., -1], "grad": acc[..., :-1]}
+        sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll)
+        matrix = [[None] * size for _ in range(size)]
+        for total, (i, j) in zip(sums, pairs, strict=True):
+            matrix[i][j] = matrix[j][i] = total.reshape(n_tasks, n_restarts)
+        f = 0.5 * matrix[-1][-1]
+        grad = jnp.stack([matrix[i][-1] for i in range(n_free)], axis=-1)
+        if not self.hessian:
+            return {"f": f, "grad": grad}
+        hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
+        return {"f": f, "grad": grad, "hess": hess}
