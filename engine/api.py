@@ -23,29 +23,75 @@ DEFAULT_MAX_STEPS = {"lm": 2000, "lbfgs": 3000}
 
 
 @functools.lru_cache(maxsize=None)
-def _program(law, objective, free, solver_name, solver_options, max_steps, n_varpro):
-    """The jitted solve for one group: packed arrays -> final per-lane state."""
+def _program(law, objective, free, solver_name, solver_options, n_varpro):
+    """Jitted pieces of one group's solve: `begin` (features, varpro starts, initial state) and
+    `advance` (up to n steps of the driver loop)."""
     residuals = Residuals(law, objective, free)
     bounds = {"lower": tuple(residuals.lower), "upper": tuple(residuals.upper)} if residuals.bounded else {}
     solver = solvers.make(solver_name, **bounds, **dict(solver_options))
     evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
 
-    def run(inputs, target, coeff, theta_fixed, starts):
+    def begin(inputs, target, coeff, theta_fixed, starts):
         feats = jax.vmap(law.features)(inputs)
         problems = Problem(feats, target, coeff, theta_fixed)
         if starts is None:
             starts, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, n_varpro))(problems)
-        state = solvers.iterate(solver, evaluate, starts, problems, max_steps)
-        return {
-            "starts": starts,
-            "theta": state.theta,
-            "objective": state.f,
-            "status": state.status,
-            "iterations": state.n_steps,
-            "evaluations": state.n_evals,
-        }
+        return solvers.loop.start(solver, evaluate, starts, problems), problems
 
-    return jax.jit(run)
+    def advance(state, problems, n_steps):
+        return solvers.loop.advance(solver, evaluate, state, problems, n_steps)
+
+    return jax.jit(begin), jax.jit(advance)
+
+
+def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
+    """Drive the loop in stages; between stages, lanes that are done leave the batch once half of it
+    is done (the rest is regathered into a power-of-two batch), so a few slow restarts do not make
+    every lane keep computing.
+
+    Returns numpy arrays over the original [tasks, restarts]: theta, objective, status, iterations,
+    evaluations.
+    """
+    state, problems = begin(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"],
+                            packed.get("starts"))
+    n_tasks, n_restarts = state.status.shape
+    out = {
+        "theta": np.zeros((n_tasks * n_restarts,) + state.theta.shape[2:]),
+        "objective": np.zeros(n_tasks * n_restarts),
+        "status": np.zeros(n_tasks * n_restarts, dtype=np.int64),
+        "iterations": np.zeros(n_tasks * n_restarts, dtype=np.int64),
+        "evaluations": np.zeros(n_tasks * n_restarts, dtype=np.int64),
+    }
+    origin = np.arange(n_tasks * n_restarts)  # original flat lane of each current lane; -1 = padding
+
+    def write_back(state, mask):
+        flat = {
+            "theta": state.theta.reshape((-1,) + state.theta.shape[2:]),
+            "objective": state.f.reshape(-1),
+            "status": state.status.reshape(-1),
+            "iterations": state.n_steps.reshape(-1),
+            "evaluations": state.n_evals.reshape(-1),
+        }
+        for key, values in flat.items():
+            out[key][origin[mask]] = np.asarray(values)[mask]
+
+    steps = 0
+    while True:
+        n = min(stage_steps, max_steps - steps)
+        state = advance(state, problems, n)
+        steps += n
+        running = np.asarray(state.status).reshape(-1) == Status.RUNNING
+        if steps >= max_steps or not running.any():
+            break
+        if running.sum() * 2 <= running.size and running.size >= 64:
+            write_back(state, ~running & (origin >= 0))
+            keep = np.flatnonzero(running)
+            size = max(16, 1 << (int(keep.size) - 1).bit_length())
+            state, problems, _ = solvers.loop.compact(state, problems, keep, size)
+            origin = np.concatenate([origin[keep], np.full(size - keep.size, -1)])
+    write_back(solvers.loop.finish(state), origin >= 0)
+    shape = (n_tasks, n_restarts)
+    return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,16 +125,16 @@ class _Outcome:
     log10_cond: float
 
 
-def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int):
-    program = _program(grp.law, grp.objective, grp.free, solver, options, max_steps, n_varpro)
+def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int,
+                 stage_steps: int):
+    begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
     per_chunk = max(1, chunk_lanes // (grp.n_restarts * grp.n_pad))
     outcomes = []
-    for begin in range(0, len(grp.members), per_chunk):
-        members = grp.members[begin : begin + per_chunk]
+    for first in range(0, len(grp.members), per_chunk):
+        members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
-        out = program(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts"))
-        out = jax.tree.map(np.asarray, out)
+        out = _run_stages(begin, advance, packed, max_steps, stage_steps)
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
@@ -175,6 +221,7 @@ def fit_many(
     keep_restarts: bool = False,
     at_best_rtol: float = 1e-6,
     chunk_lanes: int = 1 << 22,
+    stage_steps: int = 32,
     solver_options: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Fit every task; one result row per task, in the order given.
@@ -187,6 +234,7 @@ def fit_many(
     keep_restarts: add list columns with every restart's objective, status, iterations and params.
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
+    stage_steps: solver steps between checks for finished lanes (which then leave the batch).
     """
     if solver not in solvers.SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
@@ -205,7 +253,7 @@ def fit_many(
         except ValueError as err:
             raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
     for grp in group(prepared, varpro_starts):
-        outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes)
+        outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps)
         for item, outcome in zip(grp.members, outcomes, strict=True):
             rows[item.index] = _row(item, outcome, solver=solver, at_best_rtol=at_best_rtol,
                                     keep_restarts=keep_restarts)

@@ -141,8 +141,14 @@ def prepare(index: int, task: Task) -> Prepared:
 
 
 def bucket_size(n_points: int) -> int:
-    """Pad length: the next power of two (at least 8), so few programs get compiled."""
-    return max(8, 1 << (int(n_points) - 1).bit_length())
+    """Pad length: 8, then multiples of 16 up to 256, then powers of two, so few programs get
+    compiled while padding stays small where most tasks are (tens to hundreds of points)."""
+    n_points = int(n_points)
+    if n_points <= 8:
+        return 8
+    if n_points <= 256:
+        return -(-n_points // 16) * 16
+    return 1 << (n_points - 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)
