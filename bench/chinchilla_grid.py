@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-from scipy.optimize import minimize
-
 import lawfit
-from lawfit.reproduce import chinchilla_points
-
+import numpy as np
 from common import write
+from lawfit.reproduce import chinchilla_points
+from scipy.optimize import minimize
 
 DELTA = 1e-3
 
@@ -71,7 +69,9 @@ def main() -> None:
     points = chinchilla_points()
     starts = lawfit.laws.get("chinchilla").grid_starts()
     scipy_seconds, scipy_values = run_scipy(points, starts)
-    engine = {key: run_engine(*key) for key in [("lm", "grid"), ("lbfgs", "grid"), ("lm", "varpro"), ("lbfgs", "varpro")]}
+    engine = {
+        key: run_engine(*key) for key in [("lm", "grid"), ("lbfgs", "grid"), ("lm", "varpro"), ("lbfgs", "varpro")]
+    }
     best = min(scipy_values.min(), *(v[2].min() for v in engine.values()))
 
     def at_best(values):
@@ -80,25 +80,38 @@ def main() -> None:
     figures = {
         "n_starts": len(starts),
         "best_objective": best,
-        "scipy_lbfgsb": {"seconds": scipy_seconds, "ms_per_start": 1e3 * scipy_seconds / len(starts),
-                         "fraction_at_best": at_best(scipy_values), "best": float(scipy_values.min())},
+        "scipy_lbfgsb": {
+            "seconds": scipy_seconds,
+            "ms_per_start": 1e3 * scipy_seconds / len(starts),
+            "fraction_at_best": at_best(scipy_values),
+            "best": float(scipy_values.min()),
+        },
     }
-    print(f"scipy L-BFGS-B loop: {scipy_seconds:.2f} s, {1e3 * scipy_seconds / len(starts):.2f} ms/start, "
-          f"{at_best(scipy_values):.1%} of starts at the optimum")
+    print(
+        f"scipy L-BFGS-B loop: {scipy_seconds:.2f} s, {1e3 * scipy_seconds / len(starts):.2f} ms/start, "
+        f"{at_best(scipy_values):.1%} of starts at the optimum"
+    )
     for (solver, init), (cold, warm, values, out) in engine.items():
         n = len(values)
         entry = {
-            "seconds_warm": warm, "compile_seconds": cold - warm, "n_starts": n,
-            "ms_per_start": 1e3 * warm / n, "fraction_at_best": at_best(values), "best": float(values.min()),
+            "seconds_warm": warm,
+            "compile_seconds": cold - warm,
+            "n_starts": n,
+            "ms_per_start": 1e3 * warm / n,
+            "fraction_at_best": at_best(values),
+            "best": float(values.min()),
             "reached_optimum": bool(values.min() <= 1.01828e-3),
             "per_start_speedup_vs_scipy": (scipy_seconds / len(starts)) / (warm / n),
             "time_to_optimum_speedup_vs_scipy_grid": scipy_seconds / warm,
             "params": {k: out[k] for k in ("A", "B", "E", "alpha", "beta")},
         }
         figures[f"engine_{solver}_{init}"] = entry
-        print(f"engine {solver:5s} {init:6s}: {warm:.3f} s warm (+{cold - warm:.2f} s compile), {n} starts, "
-              f"{entry['ms_per_start']:.3f} ms/start ({entry['per_start_speedup_vs_scipy']:.1f}x per start), "
-              f"{entry['fraction_at_best']:.1%} at optimum, grid-to-optimum ratio {entry['time_to_optimum_speedup_vs_scipy_grid']:.1f}x")
+        print(
+            f"engine {solver:5s} {init:6s}: {warm:.3f} s warm (+{cold - warm:.2f} s compile), {n} starts, "
+            f"{entry['ms_per_start']:.3f} ms/start ({entry['per_start_speedup_vs_scipy']:.1f}x per start), "
+            f"{entry['fraction_at_best']:.1%} at optimum, "
+            f"grid-to-optimum ratio {entry['time_to_optimum_speedup_vs_scipy_grid']:.1f}x"
+        )
     print("wrote", write("chinchilla_grid", figures))
 
 

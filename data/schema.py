@@ -26,7 +26,11 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise ValueError(f"missing required column(s) {missing}; the schema needs {list(OBSERVATION_SCHEMA)}")
     frame = frame.with_columns(
-        [pl.lit(None, dtype=dtype).alias(name) for name, dtype in OBSERVATION_SCHEMA.items() if name not in frame.columns]
+        [
+            pl.lit(None, dtype=dtype).alias(name)
+            for name, dtype in OBSERVATION_SCHEMA.items()
+            if name not in frame.columns
+        ]
     )
     frame = frame.with_columns([pl.col(name).cast(dtype) for name, dtype in OBSERVATION_SCHEMA.items()])
     extra = [c for c in frame.columns if c not in OBSERVATION_SCHEMA]

@@ -17,5 +17,15 @@ from . import datasets  # noqa: E402
 from .api import FitResult, fit, fit_many, tasks_from_frame  # noqa: E402
 from .types import Objective, Status, Task  # noqa: E402
 
-__all__ = ["FitResult", "Objective", "Status", "Task", "datasets", "fit", "fit_many", "laws", "tasks_from_frame",
-           "__version__"]
+__all__ = [
+    "FitResult",
+    "Objective",
+    "Status",
+    "Task",
+    "datasets",
+    "fit",
+    "fit_many",
+    "laws",
+    "tasks_from_frame",
+    "__version__",
+]

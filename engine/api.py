@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import polars as pl
-
 from lawfit import kernels
 
 from . import solvers
@@ -19,15 +18,21 @@ from .plan import Group, TaskError, group, pack, prepare
 from .solvers.problem import Problem, Residuals
 from .types import Objective, Status, Task, status_label
 
-DEFAULT_MAX_STEPS = {"lm": 2000, "lbfgs": 3000}
+# Epoch/Hoffmann approach 3: Huber(1e-3) on log residuals, summed.
+DEFAULT_OBJECTIVE = Objective()
+DEFAULT_MAX_STEPS = {"lm": 10000, "lbfgs": 10000}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _program(law, objective, free, solver_name, solver_options, n_varpro):
     """Jitted pieces of one group's solve: `begin` (features, varpro starts, initial state) and
     `advance` (up to n steps of the driver loop)."""
     residuals = Residuals(law, objective, free)
-    bounds = {"lower": tuple(residuals.lower), "upper": tuple(residuals.upper)} if residuals.bounded else {}
+    bounds = (
+        {"lower": tuple(map(float, residuals.lower)), "upper": tuple(map(float, residuals.upper))}
+        if residuals.bounded
+        else {}
+    )
     solver = solvers.make(solver_name, **bounds, **dict(solver_options))
     evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
 
@@ -52,8 +57,9 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     Returns numpy arrays over the original [tasks, restarts]: theta, objective, status, iterations,
     evaluations.
     """
-    state, problems = begin(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"],
-                            packed.get("starts"))
+    state, problems = begin(
+        packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts")
+    )
     n_tasks, n_restarts = state.status.shape
     out = {
         "theta": np.zeros((n_tasks * n_restarts,) + state.theta.shape[2:]),
@@ -94,7 +100,7 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _conditioning(law, objective, free):
     """log10 condition number of the column-scaled J^T J at each task's best point."""
     residuals = Residuals(law, objective, free)
@@ -125,8 +131,7 @@ class _Outcome:
     log10_cond: float
 
 
-def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int,
-                 stage_steps: int):
+def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int):
     begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
     per_chunk = max(1, chunk_lanes // (grp.n_restarts * grp.n_pad))
@@ -143,14 +148,28 @@ def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int
         )
         for row in range(len(members)):
             outcomes.append(
-                _Outcome(out["theta"][row], out["objective"][row], out["status"][row], out["iterations"][row],
-                         out["evaluations"][row], float(cond[row]))
+                _Outcome(
+                    out["theta"][row],
+                    out["objective"][row],
+                    out["status"][row],
+                    out["iterations"][row],
+                    out["evaluations"][row],
+                    float(cond[row]),
+                )
             )
     return outcomes
 
 
-def _row(item, outcome: _Outcome | None, *, solver: str, at_best_rtol: float, keep_restarts: bool,
-         error: str | None = None, status: Status | None = None) -> dict[str, Any]:
+def _row(
+    item,
+    outcome: _Outcome | None,
+    *,
+    solver: str,
+    at_best_rtol: float,
+    keep_restarts: bool,
+    error: str | None = None,
+    status: Status | None = None,
+) -> dict[str, Any]:
     task = item.task if hasattr(item, "task") else item
     law = kernels.get(task.law)
     row: dict[str, Any] = {str(k): v for k, v in task.labels.items()}
@@ -168,9 +187,19 @@ def _row(item, outcome: _Outcome | None, *, solver: str, at_best_rtol: float, ke
         "device": jax.devices()[0].platform,
     }
     if outcome is None:
-        row |= {"objective": None, "status": status.label, "status_code": int(status), "iterations": 0,
-                "evaluations": 0, "best_restart": None, "n_restarts": 0, "n_at_best": 0, "log10_cond": None,
-                "message": error, "params": None}
+        row |= {
+            "objective": None,
+            "status": status.label,
+            "status_code": int(status),
+            "iterations": 0,
+            "evaluations": 0,
+            "best_restart": None,
+            "n_restarts": 0,
+            "n_at_best": 0,
+            "log10_cond": None,
+            "message": error,
+            "params": None,
+        }
         return row | provenance
     objective = np.where(np.isfinite(outcome.objective), outcome.objective, np.inf)
     best = int(np.argmin(objective))
@@ -248,15 +277,23 @@ def fit_many(
         try:
             prepared.append(prepare(index, task))
         except TaskError as err:
-            rows[index] = _row(task, None, solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts,
-                               error=str(err), status=err.status)
+            rows[index] = _row(
+                task,
+                None,
+                solver=solver,
+                at_best_rtol=at_best_rtol,
+                keep_restarts=keep_restarts,
+                error=str(err),
+                status=err.status,
+            )
         except ValueError as err:
             raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
     for grp in group(prepared, varpro_starts):
         outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps)
         for item, outcome in zip(grp.members, outcomes, strict=True):
-            rows[item.index] = _row(item, outcome, solver=solver, at_best_rtol=at_best_rtol,
-                                    keep_restarts=keep_restarts)
+            rows[item.index] = _row(
+                item, outcome, solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts
+            )
     return pl.from_dicts(rows, infer_schema_length=None)
 
 
@@ -268,8 +305,9 @@ def _as_frame(data) -> pl.DataFrame:
     try:
         return pl.from_pandas(data) if hasattr(data, "to_numpy") and hasattr(data, "iloc") else pl.from_arrow(data)
     except Exception as err:  # noqa: BLE001 - report what was passed
-        raise TypeError(f"data must be a Polars/pandas DataFrame, an Arrow table or a dict of arrays, "
-                        f"got {type(data).__name__}") from err
+        raise TypeError(
+            f"data must be a Polars/pandas DataFrame, an Arrow table or a dict of arrays, got {type(data).__name__}"
+        ) from err
 
 
 def tasks_from_frame(
@@ -280,7 +318,7 @@ def tasks_from_frame(
     target: str = "value",
     weights: str | None = None,
     group_by: Sequence[str] = (),
-    objective: Objective | str = Objective(),
+    objective: Objective | str = DEFAULT_OBJECTIVE,
     init: Any = "grid",
     fixed: Mapping[str, float] | None = None,
     seed: int = 0,
@@ -302,8 +340,9 @@ def tasks_from_frame(
         frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias(needed["flops"]))
     for role, column in list(needed.items()) + [("target", target)] + ([("weights", weights)] if weights else []):
         if column not in frame.columns:
-            raise ValueError(f"missing column {column!r} (needed as {role} by law {law.name!r}); "
-                             f"available columns: {frame.columns}")
+            raise ValueError(
+                f"missing column {column!r} (needed as {role} by law {law.name!r}); available columns: {frame.columns}"
+            )
     for column in group_by:
         if column not in frame.columns:
             raise ValueError(f"group_by: missing column {column!r}; available columns: {frame.columns}")
@@ -311,17 +350,19 @@ def tasks_from_frame(
     tasks = []
     for key, part in parts.items():
         key = key if isinstance(key, tuple) else (key,)
-        tasks.append(Task(
-            law=law,
-            inputs=part.select([pl.col(c).cast(pl.Float64) for c in needed.values()]).to_numpy(),
-            target=part[target].cast(pl.Float64).to_numpy(),
-            weights=part[weights].cast(pl.Float64).to_numpy() if weights else None,
-            objective=objective,
-            init=init,
-            fixed=fixed,
-            labels=dict(zip(group_by, key, strict=True)),
-            seed=seed,
-        ))
+        tasks.append(
+            Task(
+                law=law,
+                inputs=part.select([pl.col(c).cast(pl.Float64) for c in needed.values()]).to_numpy(),
+                target=part[target].cast(pl.Float64).to_numpy(),
+                weights=part[weights].cast(pl.Float64).to_numpy() if weights else None,
+                objective=objective,
+                init=init,
+                fixed=fixed,
+                labels=dict(zip(group_by, key, strict=True)),
+                seed=seed,
+            )
+        )
     return tasks
 
 
@@ -353,7 +394,7 @@ def fit(
     columns: Mapping[str, str] | None = None,
     target: str = "value",
     weights: str | None = None,
-    objective: Objective | str = Objective(),
+    objective: Objective | str = DEFAULT_OBJECTIVE,
     init: Any = "grid",
     fixed: Mapping[str, float] | None = None,
     solver: str = "lm",
@@ -365,8 +406,17 @@ def fit(
 
     Raises ValueError naming the column/parameter when the data cannot be fitted.
     """
-    (task,) = tasks_from_frame(data, law, columns=columns, target=target, weights=weights,
-                               objective=objective, init=init, fixed=fixed, seed=seed)
+    (task,) = tasks_from_frame(
+        data,
+        law,
+        columns=columns,
+        target=target,
+        weights=weights,
+        objective=objective,
+        init=init,
+        fixed=fixed,
+        seed=seed,
+    )
     try:
         prepare(0, task)
     except TaskError as err:
@@ -374,12 +424,21 @@ def fit(
     row = fit_many([task], solver=solver, max_steps=max_steps, varpro_starts=varpro_starts, keep_restarts=True)
     record = row.row(0, named=True)
     law = kernels.get(law)
-    restarts = pl.DataFrame({
-        "restart": np.arange(record["n_restarts"]),
-        "objective": record["restart_objective"],
-        "status": record["restart_status"],
-        "iterations": record["restart_iterations"],
-    }).with_columns(pl.Series("params", record["restart_params"]))
+    restarts = pl.DataFrame(
+        {
+            "restart": np.arange(record["n_restarts"]),
+            "objective": record["restart_objective"],
+            "status": record["restart_status"],
+            "iterations": record["restart_iterations"],
+        }
+    ).with_columns(pl.Series("params", record["restart_params"]))
     theta = np.asarray(record["params"], dtype=np.float64)
-    return FitResult(law=law, params=law.natural(theta), theta=theta, objective=record["objective"],
-                     status=record["status"], row=row, restarts=restarts)
+    return FitResult(
+        law=law,
+        params=law.natural(theta),
+        theta=theta,
+        objective=record["objective"],
+        status=record["status"],
+        row=row,
+        restarts=restarts,
+    )

@@ -36,7 +36,9 @@ def _reproduce(args) -> int:
         return 0
     ref = out["reference"]
     print(f"Chinchilla approach 3 refit ({out['n_points']} points, Huber(1e-3) sum on log residuals)")
-    rows = [(k, f"{out[k]:.6g}   (Epoch grid best {ref[k]:.6g})") for k in ("A", "B", "E", "alpha", "beta", "objective")]
+    rows = [
+        (k, f"{out[k]:.6g}   (Epoch grid best {ref[k]:.6g})") for k in ("A", "B", "E", "alpha", "beta", "objective")
+    ]
     rows += [
         ("status", out["status"]),
         ("starts", f"{out['n_starts']} ({args.init}), {out['n_at_best']} at the best objective"),

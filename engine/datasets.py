@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-
 from lawfit.data import bundled
 
 
@@ -17,12 +16,14 @@ def list() -> pl.DataFrame:  # noqa: A001 - the public name the API promises
     rows = []
     for name, info in sorted(bundled.BUNDLED.items()):
         frame = bundled.load(name)
-        rows.append({
-            "name": name,
-            "rows": frame.height,
-            "families": frame["family"].n_unique(),
-            "models": frame.select("family", "params").unique().height,
-            "licence": info.licence,
-            "description": info.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "rows": frame.height,
+                "families": frame["family"].n_unique(),
+                "models": frame.select("family", "params").unique().height,
+                "licence": info.licence,
+                "description": info.description,
+            }
+        )
     return pl.DataFrame(rows)

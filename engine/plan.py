@@ -8,7 +8,6 @@ import dataclasses
 from collections import defaultdict
 
 import numpy as np
-
 from lawfit import kernels
 
 from .types import Objective, Status, Task
@@ -113,7 +112,9 @@ def prepare(index: int, task: Task) -> Prepared:
     fixed = dict(task.fixed or {})
     unknown = sorted(set(fixed) - set(law.param_names))
     if unknown:
-        raise ValueError(f"fixed: unknown parameter(s) {unknown} for law {law.name!r}; its parameters are {law.param_names}")
+        raise ValueError(
+            f"fixed: unknown parameter(s) {unknown} for law {law.name!r}; its parameters are {law.param_names}"
+        )
     free = tuple(i for i, name in enumerate(law.param_names) if name not in fixed)
     if not free:
         raise ValueError("fixed: every parameter is fixed, nothing to fit")
@@ -168,14 +169,24 @@ def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
     buckets: dict[tuple, list[Prepared]] = defaultdict(list)
     for item in prepared:
         n_restarts = varpro_starts if item.init_kind == "varpro" else item.starts.shape[0]
-        key = (item.law.name, id(item.law), item.task.objective, item.free, item.init_kind == "varpro",
-               n_restarts, bucket_size(item.n_points))
+        key = (
+            item.law.name,
+            id(item.law),
+            item.task.objective,
+            item.free,
+            item.init_kind == "varpro",
+            n_restarts,
+            bucket_size(item.n_points),
+        )
         buckets[key].append(item)
     groups = []
     for key, members in buckets.items():
         first = members[0]
-        groups.append(Group(first.law, first.task.objective, first.free, "varpro" if key[4] else "starts",
-                            key[5], key[6], members))
+        groups.append(
+            Group(
+                first.law, first.task.objective, first.free, "varpro" if key[4] else "starts", key[5], key[6], members
+            )
+        )
     return groups
 
 

@@ -14,8 +14,14 @@ from .api import fit_many, tasks_from_frame
 from .types import Objective
 
 # Epoch AI's refit of Chinchilla Approach 3 (Besiroglu et al. 2024): best of the 4500-start grid.
-CHINCHILLA_REFERENCE = {"A": 477.84, "B": 2143.9, "E": 1.8172, "alpha": 0.34731, "beta": 0.36718,
-                        "objective": 1.0182740e-3}
+CHINCHILLA_REFERENCE = {
+    "A": 477.84,
+    "B": 2143.9,
+    "E": 1.8172,
+    "alpha": 0.34731,
+    "beta": 0.36718,
+    "objective": 1.0182740e-3,
+}
 
 
 def chinchilla_points() -> pl.DataFrame:
@@ -40,8 +46,14 @@ def chinchilla(solver: str = "lm", init: str = "grid", varpro_starts: int = 8) -
     row = result.row(0, named=True)
     objectives = np.array([np.inf if v is None else v for v in row["restart_objective"]])
     return {
-        "A": row["A"], "B": row["B"], "E": row["E"], "alpha": row["alpha"], "beta": row["beta"],
-        "a": row["a"], "b": row["b"], "e": row["e"],
+        "A": row["A"],
+        "B": row["B"],
+        "E": row["E"],
+        "alpha": row["alpha"],
+        "beta": row["beta"],
+        "a": row["a"],
+        "b": row["b"],
+        "e": row["e"],
         "objective": row["objective"],
         "status": row["status"],
         "n_points": row["n_points"],

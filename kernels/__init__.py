@@ -33,8 +33,22 @@ def names() -> list[str]:
 
 
 for _law in (
-    chinchilla, data_constrained, overtraining, kaplan_nd, kaplan_ns, compute, bnsl_1, bnsl_2,
-    lr_annealing, m1, m2, m3, m4, sigmoid, overtraining_downstream, loss_to_loss,
+    chinchilla,
+    data_constrained,
+    overtraining,
+    kaplan_nd,
+    kaplan_ns,
+    compute,
+    bnsl_1,
+    bnsl_2,
+    lr_annealing,
+    m1,
+    m2,
+    m3,
+    m4,
+    sigmoid,
+    overtraining_downstream,
+    loss_to_loss,
 ):
     register(_law)
 

@@ -149,9 +149,7 @@ def overtraining_predict(theta, feats):
 def _overtraining_basis(theta_nl, feats):
     eta = theta_nl[0]
     ones = jnp.ones_like(feats[:, 0])
-    return jnp.stack(
-        [jnp.exp(eta * feats[:, 0]), jnp.exp(eta * (0.5 * np.log(6.0) + feats[:, 1])), ones], axis=1
-    )
+    return jnp.stack([jnp.exp(eta * feats[:, 0]), jnp.exp(eta * (0.5 * np.log(6.0) + feats[:, 1])), ones], axis=1)
 
 
 overtraining = Law(

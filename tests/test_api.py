@@ -1,10 +1,9 @@
 """fit / fit_many behaviour: bad input, batched status codes, restarts, fixed parameters."""
 
+import lawfit
 import numpy as np
 import polars as pl
 import pytest
-
-import lawfit
 from lawfit.types import Objective, Status, Task
 
 TRUTH = np.array([6.0, 7.0, 0.5, 0.33, 0.36])
@@ -33,14 +32,47 @@ def test_fit_recovers_parameters_varpro_and_grid():
 
 def test_fit_many_row_schema_and_provenance():
     tasks = lawfit.tasks_from_frame(
-        pl.concat([_chinchilla_frame(seed=1).with_columns(pl.lit("x").alias("family")),
-                   _chinchilla_frame(seed=2).with_columns(pl.lit("y").alias("family"))]),
-        "chinchilla", group_by=["family"], init="varpro")
+        pl.concat(
+            [
+                _chinchilla_frame(seed=1).with_columns(pl.lit("x").alias("family")),
+                _chinchilla_frame(seed=2).with_columns(pl.lit("y").alias("family")),
+            ]
+        ),
+        "chinchilla",
+        group_by=["family"],
+        init="varpro",
+    )
     out = lawfit.fit_many(tasks)
     assert out["family"].to_list() == ["x", "y"]
-    for column in ("task_hash", "law", "a", "b", "e", "alpha", "beta", "A", "B", "E", "params", "objective", "status",
-                   "status_code", "iterations", "evaluations", "best_restart", "n_restarts", "n_at_best", "log10_cond",
-                   "solver", "objective_spec", "lawfit_version", "dtype", "device", "seed", "data_hash"):
+    for column in (
+        "task_hash",
+        "law",
+        "a",
+        "b",
+        "e",
+        "alpha",
+        "beta",
+        "A",
+        "B",
+        "E",
+        "params",
+        "objective",
+        "status",
+        "status_code",
+        "iterations",
+        "evaluations",
+        "best_restart",
+        "n_restarts",
+        "n_at_best",
+        "log10_cond",
+        "solver",
+        "objective_spec",
+        "lawfit_version",
+        "dtype",
+        "device",
+        "seed",
+        "data_hash",
+    ):
         assert column in out.columns, column
     assert out["dtype"].to_list() == ["float64", "float64"]
     assert out["objective_spec"][0] == "huber(0.001)-log-sum"
@@ -59,12 +91,27 @@ def test_task_hash_is_stable_and_sensitive():
 @pytest.mark.parametrize(
     ("mutate", "status", "message"),
     [
-        (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("params")).alias("params")),
-         Status.INVALID_INPUT, r"input 'params': must be > 0 .* rows \[3\]"),
-        (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("value")).alias("value")),
-         Status.INVALID_INPUT, r"target: non-finite values \(NaN/inf\) at rows \[2\]"),
-        (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(float("inf")).otherwise(pl.col("tokens")).alias("tokens")),
-         Status.INVALID_INPUT, r"input 'tokens': non-finite .* rows \[5\]"),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("params")).alias("params")
+            ),
+            Status.INVALID_INPUT,
+            r"input 'params': must be > 0 .* rows \[3\]",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("value")).alias("value")
+            ),
+            Status.INVALID_INPUT,
+            r"target: non-finite values \(NaN/inf\) at rows \[2\]",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 5).then(float("inf")).otherwise(pl.col("tokens")).alias("tokens")
+            ),
+            Status.INVALID_INPUT,
+            r"input 'tokens': non-finite .* rows \[5\]",
+        ),
         (lambda f: f.head(3), Status.TOO_FEW_POINTS, "too few points: 3 point"),
         (lambda f: f.with_columns(pl.lit(0.0).alias("value")), Status.INVALID_INPUT, r"target: must be > 0"),
     ],
@@ -102,8 +149,9 @@ def test_configuration_errors_name_the_problem():
 
 def test_fixed_parameters_and_random_starts():
     frame = _chinchilla_frame(noise=0.0)
-    result = lawfit.fit("chinchilla", frame, fixed={"alpha": TRUTH[3], "beta": TRUTH[4]}, init=16,
-                        objective="squared-log")
+    result = lawfit.fit(
+        "chinchilla", frame, fixed={"alpha": TRUTH[3], "beta": TRUTH[4]}, init=16, objective="squared-log"
+    )
     assert result.status == "converged"
     assert result.params["alpha"] == TRUTH[3]
     np.testing.assert_allclose(result.theta, TRUTH, rtol=1e-6)

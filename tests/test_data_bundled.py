@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import lawfit
+import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -35,6 +34,7 @@ def test_bundled_matches_shared_release():
 def test_loads_from_another_directory(tmp_path):
     code = "import lawfit; print(lawfit.datasets.load('epoch-chinchilla').height)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, check=True
+    )
     assert out.stdout.strip() == "245"

@@ -2,12 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import lawfit
 import numpy as np
 import pytest
-from scipy.optimize import brentq
-
-import lawfit
 from lawfit import kernels
+from scipy.optimize import brentq
 
 rng = np.random.default_rng(0)
 N = rng.uniform(1e7, 1e10, 12)
@@ -45,41 +44,66 @@ def _m4(p, x):
     out = []
     for xi in x:
         rhs = np.exp(log_beta) * xi**c
-        out.append(brentq(lambda eps: (eps - e_inf) / (e_0 - eps) ** alpha - rhs, e_inf + 1e-15, e_0 - 1e-15,
-                          xtol=1e-15))
+        out.append(
+            brentq(
+                lambda eps, rhs=rhs: (eps - e_inf) / (e_0 - eps) ** alpha - rhs, e_inf + 1e-15, e_0 - 1e-15, xtol=1e-15
+            )
+        )
     return np.array(out)
 
 
 CASES = {
-    "chinchilla": ([6.0, 7.5, 0.6, 0.34, 0.37], np.c_[N, D],
-                   lambda p: np.exp(p[2]) + np.exp(p[0]) / N ** p[3] + np.exp(p[1]) / D ** p[4]),
-    "kaplan_nd": ([np.log(8.8e13), np.log(5.4e13), 0.076, 0.095], np.c_[N, D],
-                  lambda p: ((np.exp(p[0]) / N) ** (p[2] / p[3]) + np.exp(p[1]) / D) ** p[3]),
-    "kaplan_ns": ([np.log(6.5e13), 0.077, np.log(2.1e3), 0.76], np.c_[N, S],
-                  lambda p: (np.exp(p[0]) / N) ** p[1] + (np.exp(p[2]) / S) ** p[3]),
+    "chinchilla": (
+        [6.0, 7.5, 0.6, 0.34, 0.37],
+        np.c_[N, D],
+        lambda p: np.exp(p[2]) + np.exp(p[0]) / N ** p[3] + np.exp(p[1]) / D ** p[4],
+    ),
+    "kaplan_nd": (
+        [np.log(8.8e13), np.log(5.4e13), 0.076, 0.095],
+        np.c_[N, D],
+        lambda p: ((np.exp(p[0]) / N) ** (p[2] / p[3]) + np.exp(p[1]) / D) ** p[3],
+    ),
+    "kaplan_ns": (
+        [np.log(6.5e13), 0.077, np.log(2.1e3), 0.76],
+        np.c_[N, S],
+        lambda p: (np.exp(p[0]) / N) ** p[1] + (np.exp(p[2]) / S) ** p[3],
+    ),
     "compute": ([8.0, 0.5, 0.15], C[:, None], lambda p: np.exp(p[1]) + np.exp(p[0]) * C ** (-p[2])),
-    "data_constrained": ([6.255, 7.305, 0.625, 0.3527, 0.3527, 15.39, 5.31], np.c_[N, D, U],
-                         lambda p: _data_constrained(p, N, D, U)),
-    "overtraining": ([166.2, 366.7, -0.2729, 1.8366], np.c_[N, D],
-                     lambda p: p[0] * N ** p[2] + p[1] * 6 ** (p[2] / 2) * D ** p[2] + p[3]),
+    "data_constrained": (
+        [6.255, 7.305, 0.625, 0.3527, 0.3527, 15.39, 5.31],
+        np.c_[N, D, U],
+        lambda p: _data_constrained(p, N, D, U),
+    ),
+    "overtraining": (
+        [166.2, 366.7, -0.2729, 1.8366],
+        np.c_[N, D],
+        lambda p: p[0] * N ** p[2] + p[1] * 6 ** (p[2] / 2) * D ** p[2] + p[3],
+    ),
     "bnsl_1": ([0.5, 3.0, 0.1, 18.0, 0.3, 0.2], C[:, None], lambda p: _bnsl(p, C, 1)),
     "bnsl_2": ([0.5, 3.0, 0.1, 18.0, 0.3, 0.2, 22.0, 0.2, -0.3], C[:, None], lambda p: _bnsl(p, C, 2)),
-    "lr_annealing": ([2.0, 1.0, 0.5, 0.3], np.c_[S / 1e3, rng.uniform(0, 1, 12)],
-                     None),  # filled below: needs the raw annealing area
+    "lr_annealing": (
+        [2.0, 1.0, 0.5, 0.3],
+        np.c_[S / 1e3, rng.uniform(0, 1, 12)],
+        None,
+    ),  # filled below: needs the raw annealing area
     "m1": ([2.0, -0.3], X[:, None], lambda p: np.exp(p[0]) * X ** p[1]),
     "m2": ([2.0, -0.3, 0.2], X[:, None], lambda p: p[2] + np.exp(p[0]) * X ** p[1]),
     "m3": ([1.0, 0.3, -12.0], X[:, None], lambda p: np.exp(p[0]) * (1 / X + np.exp(p[2])) ** p[1]),
     "m4": ([3.0, -0.4, 0.7, 0.1, 2.0], X[:, None], lambda p: _m4(p, X)),
-    "sigmoid": ([0.25, 0.9, 3.0, 3.0], LOSS[:, None],
-                lambda p: p[0] + (p[1] - p[0]) / (1 + np.exp(p[2] * (LOSS - p[3])))),
-    "overtraining_downstream": ([0.857, 2.206, 0.7146], LOSS[:, None],
-                                lambda p: p[0] - p[1] * np.exp(-p[2] * LOSS)),
-    "loss_to_loss": ([0.2, 1.3, 1.5, 0.4], LOSS[:, None],
-                     lambda p: np.exp(p[0]) * (LOSS - p[2]) ** p[1] + p[3]),
+    "sigmoid": (
+        [0.25, 0.9, 3.0, 3.0],
+        LOSS[:, None],
+        lambda p: p[0] + (p[1] - p[0]) / (1 + np.exp(p[2] * (LOSS - p[3]))),
+    ),
+    "overtraining_downstream": ([0.857, 2.206, 0.7146], LOSS[:, None], lambda p: p[0] - p[1] * np.exp(-p[2] * LOSS)),
+    "loss_to_loss": ([0.2, 1.3, 1.5, 0.4], LOSS[:, None], lambda p: np.exp(p[0]) * (LOSS - p[2]) ** p[1] + p[3]),
 }
 _ANNEAL = CASES["lr_annealing"][1]
-CASES["lr_annealing"] = (CASES["lr_annealing"][0], _ANNEAL,
-                         lambda p: p[0] + np.exp(p[1]) * _ANNEAL[:, 0] ** (-p[2]) - p[3] * _ANNEAL[:, 1])
+CASES["lr_annealing"] = (
+    CASES["lr_annealing"][0],
+    _ANNEAL,
+    lambda p: p[0] + np.exp(p[1]) * _ANNEAL[:, 0] ** (-p[2]) - p[3] * _ANNEAL[:, 1],
+)
 
 
 def test_every_registered_law_is_tested():

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from lawfit import reproduce
 
 REF = {"A": 477.84, "B": 2143.9, "E": 1.8172, "alpha": 0.34731, "beta": 0.36718}
@@ -35,8 +34,12 @@ def test_full_grid_reaches_optimum(solver):
 
 
 def test_cli_json():
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli", "reproduce", "chinchilla", "--init", "varpro", "--json"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lawfit.cli", "reproduce", "chinchilla", "--init", "varpro", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = json.loads(proc.stdout)
     for key in ("A", "B", "E", "alpha", "beta", "objective", "n_starts", "n_at_best", "solver", "seconds", "devices"):
         assert key in out

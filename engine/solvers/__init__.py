@@ -18,4 +18,14 @@ def make(name: str, **options):
         raise ValueError(f"unknown solver {name!r}; expected one of {sorted(SOLVERS)}") from None
 
 
-__all__ = ["Evaluator", "LBFGS", "LevenbergMarquardt", "Problem", "Residuals", "SOLVERS", "iterate", "make", "varpro_starts"]
+__all__ = [
+    "Evaluator",
+    "LBFGS",
+    "LevenbergMarquardt",
+    "Problem",
+    "Residuals",
+    "SOLVERS",
+    "iterate",
+    "make",
+    "varpro_starts",
+]

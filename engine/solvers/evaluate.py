@@ -19,7 +19,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..types import Objective
 
@@ -91,7 +90,11 @@ class Evaluator(eqx.Module):
         # then one elementwise loop over the lanes that computes the point's exp/log/sqrt work once.
         # (Stacking the rows into one [size, lanes] array made XLA on CPU recompute that work for
         # every row: 5x slower.)
-        pairs = [(i, j) for i in range(size) for j in range(i, size)] if self.hessian else [(i, size - 1) for i in range(size)]
+        pairs = (
+            [(i, j) for i in range(size) for j in range(i, size)]
+            if self.hessian
+            else [(i, size - 1) for i in range(size)]
+        )
 
         def body(acc, point):
             feats, target, coeff = point  # [tasks, m], [tasks], [tasks]

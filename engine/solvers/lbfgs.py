@@ -63,9 +63,18 @@ class LBFGS(eqx.Module):
         direction, memory = self._direction(grad, memory, theta)
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(grad))
         return LBFGSState(
-            theta=theta, f=f, grad=grad, direction=direction, t=jnp.asarray(1.0), lo=jnp.asarray(0.0),
-            hi=jnp.asarray(jnp.inf), ls_steps=jnp.asarray(0), memory=memory, n_steps=jnp.asarray(0),
-            n_evals=jnp.asarray(1), status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
+            theta=theta,
+            f=f,
+            grad=grad,
+            direction=direction,
+            t=jnp.asarray(1.0),
+            lo=jnp.asarray(0.0),
+            hi=jnp.asarray(jnp.inf),
+            ls_steps=jnp.asarray(0),
+            memory=memory,
+            n_steps=jnp.asarray(0),
+            n_evals=jnp.asarray(1),
+            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
         )
 
     def propose(self, state: LBFGSState):

@@ -63,8 +63,15 @@ class LevenbergMarquardt(eqx.Module):
         f, grad, hess = ev["f"], ev["grad"], ev["hess"]
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(hess)) & jnp.all(jnp.isfinite(grad))
         return LMState(
-            theta=theta, f=f, grad=grad, hess=hess, scale=jnp.maximum(jnp.diag(hess), _TINY),
-            lam=jnp.asarray(1e-3), nu=jnp.asarray(2.0), n_steps=jnp.asarray(0), n_evals=jnp.asarray(1),
+            theta=theta,
+            f=f,
+            grad=grad,
+            hess=hess,
+            scale=jnp.maximum(jnp.diag(hess), _TINY),
+            lam=jnp.asarray(1e-3),
+            nu=jnp.asarray(2.0),
+            n_steps=jnp.asarray(0),
+            n_evals=jnp.asarray(1),
             status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
         )
 
@@ -76,7 +83,8 @@ class LevenbergMarquardt(eqx.Module):
         # Components at a bound that the step would push outside stay put; the others are
         # re-solved without them (clipping the full step gives poor directions).
         active = ((state.theta <= np.asarray(self.lower)) & (delta < 0)) | (
-            (state.theta >= np.asarray(self.upper)) & (delta > 0))
+            (state.theta >= np.asarray(self.upper)) & (delta > 0)
+        )
         pair = active[:, None] | active[None, :]
         reduced = jnp.where(pair, jnp.eye(delta.shape[0]), damped)
         delta = jnp.where(active, 0.0, jnp.linalg.solve(reduced, jnp.where(active, 0.0, -state.grad)))

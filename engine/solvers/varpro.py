@@ -3,8 +3,8 @@
 For laws whose prediction is linear in some coefficients once the others are fixed
 (`law.varpro`: y = basis(theta_nl) @ coef), scan a grid of the nonlinear parameters, solve the
 linear coefficients in closed form at each grid point (non-negative where required, by trying
-every active set: there are at most a handful of coefficients), and hand the best few points,
-ranked by the true objective, to the nonlinear solver.
+every active set: there are at most a handful of coefficients), evaluate the true objective there,
+and hand the best few points to the nonlinear solver.
 
 The scan minimises a weighted least-squares surrogate of the objective: raw residuals for the raw
 space, and residuals relative to y (weights 1/y^2) for the log space, since log y - log yhat
@@ -74,23 +74,24 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
         basis = spec.basis(theta_nl, problem.feats)  # [n_points, k]
         weighted = basis * weights[:, None]
         coef, ssr = _solve_linear(weighted.T @ basis, weighted.T @ y, y_wy, spec.nonneg)
-        return coef, ssr
-
-    coefs, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
-    ssrs = jnp.where(jnp.isfinite(ssrs), ssrs, jnp.inf)
-    n_candidates = min(n_candidates, grid.shape[0])
-    _, top = jax.lax.top_k(-ssrs, n_candidates)
-
-    def candidate(i):
-        coef = coefs[i]
         if spec.nonneg:
             # Zero coefficients cannot be logged: start them tiny instead.
             coef = jnp.maximum(coef, 1e-10 * jnp.max(jnp.abs(coef)) + 1e-300)
-        theta = spec.assemble(grid[i], coef)
+        theta = spec.assemble(theta_nl, coef)
+        # Rank by the true objective, not the least-squares surrogate: with a robust loss the two
+        # can prefer different basins.
         value = objective_value(law, objective, theta, problem.feats, problem.target, problem.coeff)
-        return theta, jnp.where(jnp.isfinite(value), value, jnp.inf)
+        ok = jnp.isfinite(value) & jnp.isfinite(ssr)
+        return theta, jnp.where(ok, value, jnp.inf), jnp.where(ok, ssr, jnp.inf)
 
-    thetas, values = jax.vmap(candidate)(top)
-    n_starts = min(n_starts, n_candidates)
-    _, order = jax.lax.top_k(-values, n_starts)
+    thetas, values, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
+    # Half the starts are the best grid points by the true objective; the other half come from the
+    # best points by the least-squares surrogate (re-ranked by the true objective), which often lie in
+    # other basins: ranking by one criterion alone put every start in the same basin more often.
+    n_starts = min(n_starts, grid.shape[0])
+    n_by_value = (n_starts + 1) // 2
+    _, by_value = jax.lax.top_k(-values, n_by_value)
+    _, by_ssr = jax.lax.top_k(-ssrs, min(n_candidates, grid.shape[0]))
+    _, rerank = jax.lax.top_k(-values[by_ssr], n_starts - n_by_value)
+    order = jnp.concatenate([by_value, by_ssr[rerank]])
     return thetas[order], values[order]
