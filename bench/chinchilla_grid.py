@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 
-import lawfit
 import numpy as np
 from common import write
-from lawfit.reproduce import chinchilla_points
 from scipy.optimize import minimize
+
+import lawfit
+from lawfit.reproduce import chinchilla_points
 
 DELTA = 1e-3
 

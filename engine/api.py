@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import polars as pl
+
 from lawfit import kernels
 
 from . import solvers

@@ -8,6 +8,7 @@ import dataclasses
 from collections import defaultdict
 
 import numpy as np
+
 from lawfit import kernels
 
 from .types import Objective, Status, Task

@@ -36,6 +36,9 @@ class VarPro:
     basis: `(theta_nl [n_nl], feats [n_points, m]) -> [n_points, n_linear]`.
     assemble: `(theta_nl [n_nl], coef [n_linear]) -> theta [n_params]` in fit space.
     nonneg: whether the linear coefficients must be >= 0 (e.g. when theta stores their logs).
+    depends: optional, for each basis column the index of the ONE nonlinear parameter it depends on
+        (None for a constant column). When given, the scan builds every normal equation from 1-D
+        scans and matrix products instead of one basis per grid point (much cheaper).
     """
 
     nonlinear: tuple[str, ...]
@@ -43,6 +46,7 @@ class VarPro:
     basis: Callable[[Array, Array], Array]
     assemble: Callable[[Array, Array], Array]
     nonneg: bool = True
+    depends: tuple[int | None, ...] | None = None
 
 
 def _log_of_predict(predict: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:

@@ -88,6 +88,7 @@ chinchilla = Law(
         grid=(_EXPONENT_SCAN, _EXPONENT_SCAN),
         basis=_two_term_basis,
         assemble=_chinchilla_assemble,
+        depends=(0, 1, None),
     ),
 )
 
@@ -173,5 +174,6 @@ overtraining = Law(
         basis=_overtraining_basis,
         assemble=lambda theta_nl, coef: jnp.stack([coef[0], coef[1], theta_nl[0], coef[2]]),
         nonneg=False,
+        depends=(0, 0, None),
     ),
 )

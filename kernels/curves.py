@@ -43,6 +43,7 @@ compute = Law(
         grid=(_EXPONENTS,),
         basis=lambda nl, f: jnp.stack([jnp.exp(-nl[0] * f[:, 0]), jnp.ones_like(f[:, 0])], axis=1),
         assemble=lambda nl, coef: jnp.stack([jnp.log(coef[0]), jnp.log(coef[1]), nl[0]]),
+        depends=(0, None),
     ),
 )
 
@@ -187,6 +188,7 @@ m2 = Law(
         grid=(tuple(float(v) for v in np.linspace(-2.0, 0.0, 401)),),
         basis=lambda nl, f: jnp.stack([jnp.exp(nl[0] * f[:, 0]), jnp.ones_like(f[:, 0])], axis=1),
         assemble=lambda nl, coef: jnp.stack([jnp.log(coef[0]), nl[0], coef[1]]),
+        depends=(0, None),
     ),
 )
 m3 = Law(

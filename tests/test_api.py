@@ -1,9 +1,10 @@
 """fit / fit_many behaviour: bad input, batched status codes, restarts, fixed parameters."""
 
-import lawfit
 import numpy as np
 import polars as pl
 import pytest
+
+import lawfit
 from lawfit.types import Objective, Status, Task
 
 TRUTH = np.array([6.0, 7.0, 0.5, 0.33, 0.36])

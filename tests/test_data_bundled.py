@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lawfit
 import pytest
+
+import lawfit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

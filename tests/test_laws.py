@@ -2,11 +2,12 @@
 
 import jax
 import jax.numpy as jnp
-import lawfit
 import numpy as np
 import pytest
-from lawfit import kernels
 from scipy.optimize import brentq
+
+import lawfit
+from lawfit import kernels
 
 rng = np.random.default_rng(0)
 N = rng.uniform(1e7, 1e10, 12)

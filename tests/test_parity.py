@@ -4,12 +4,13 @@ grid starts (tight tolerances, numpy residuals) beyond 1e-9 relative on >= 99 % 
 
 import zlib
 
-import lawfit
 import numpy as np
 import pytest
+from scipy.optimize import least_squares
+
+import lawfit
 from lawfit import kernels
 from lawfit.types import Objective
-from scipy.optimize import least_squares
 
 N_PROBLEMS = 200
 N_STARTS = 4

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from lawfit import reproduce
 
 REF = {"A": 477.84, "B": 2143.9, "E": 1.8172, "alpha": 0.34731, "beta": 0.36718}

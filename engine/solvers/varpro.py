@@ -3,8 +3,8 @@
 For laws whose prediction is linear in some coefficients once the others are fixed
 (`law.varpro`: y = basis(theta_nl) @ coef), scan a grid of the nonlinear parameters, solve the
 linear coefficients in closed form at each grid point (non-negative where required, by trying
-every active set: there are at most a handful of coefficients), evaluate the true objective there,
-and hand the best few points to the nonlinear solver.
+every active set: there are at most a handful of coefficients), re-rank the best points by the true
+objective, and hand the best few to the nonlinear solver.
 
 The scan minimises a weighted least-squares surrogate of the objective: raw residuals for the raw
 space, and residuals relative to y (weights 1/y^2) for the log space, since log y - log yhat
@@ -27,6 +27,24 @@ def _subsets(n_linear: int) -> np.ndarray:
     return np.array(masks, dtype=bool)
 
 
+def _spd_solve(matrix, rhs):
+    """Solve a small symmetric positive-definite system by an unrolled Cholesky factorisation
+    (k is static and tiny; batched LAPACK calls on 3x3 systems were the scan's bottleneck)."""
+    k = rhs.shape[-1]
+    low = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            total = matrix[..., i, j] - sum(low[i][m] * low[j][m] for m in range(j))
+            low[i][j] = jnp.sqrt(total) if i == j else total / low[j][j]
+    forward = []
+    for i in range(k):
+        forward.append((rhs[..., i] - sum(low[i][m] * forward[m] for m in range(i))) / low[i][i])
+    solution = [None] * k
+    for i in reversed(range(k)):
+        solution[i] = (forward[i] - sum(low[m][i] * solution[m] for m in range(i + 1, k))) / low[i][i]
+    return jnp.stack(solution, axis=-1)
+
+
 def _solve_linear(gram, rhs, y_wy, nonneg: bool):
     """Least squares min ||W^(1/2)(y - B c)||^2 from normal equations, optionally with c >= 0.
 
@@ -39,7 +57,7 @@ def _solve_linear(gram, rhs, y_wy, nonneg: bool):
     def restricted(mask):
         pair = mask[:, None] & mask[None, :]
         g = jnp.where(pair, gram, eye) + ridge * jnp.where(mask, 1.0, 0.0) * eye
-        coef = jnp.where(mask, jnp.linalg.solve(g, jnp.where(mask, rhs, 0.0)), 0.0)
+        coef = jnp.where(mask, _spd_solve(g, jnp.where(mask, rhs, 0.0)), 0.0)
         ssr = y_wy - 2.0 * coef @ rhs + coef @ gram @ coef
         ok = jnp.all(jnp.isfinite(coef)) & (~nonneg | jnp.all(coef >= 0))
         return coef, jnp.where(ok, ssr, jnp.inf)
@@ -53,6 +71,55 @@ def _solve_linear(gram, rhs, y_wy, nonneg: bool):
 def grid_points(varpro) -> np.ndarray:
     """The scan grid as [n_grid, n_nonlinear]."""
     return np.array(list(itertools.product(*varpro.grid)), dtype=np.float64)
+
+
+def _separable_normal_equations(spec, feats, weights, y):
+    """Normal equations at every product-grid point from 1-D scans: (gram [G, k, k], rhs [G, k]).
+
+    Column c depends on nonlinear parameter `spec.depends[c]` only (or none), so each Gram entry is
+    a 1-D sum over one parameter's grid, or a matrix product over two parameters' grids.
+    """
+    grids = [jnp.asarray(g) for g in spec.grid]
+    shape = tuple(g.shape[0] for g in grids)
+    first = jnp.asarray([g[0] for g in spec.grid])
+    n_nl = len(grids)
+
+    columns = []  # per basis column: [G_d, n_points] or [n_points]
+    for c, d in enumerate(spec.depends):
+        if d is None:
+            columns.append(spec.basis(first, feats)[:, c])
+        else:
+            columns.append(jax.vmap(lambda v, d=d, c=c: spec.basis(first.at[d].set(v), feats)[:, c])(grids[d]))
+
+    def place(values, axes):
+        """Broadcast an array whose dims are the nonlinear params `axes` into the grid shape."""
+        order = sorted(range(len(axes)), key=lambda i: axes[i])
+        values = jnp.transpose(values, order) if len(axes) > 1 else values
+        sizes = [shape[i] if i in axes else 1 for i in range(n_nl)]
+        return jnp.broadcast_to(values.reshape(sizes), shape)
+
+    def inner(a, da, b, db):
+        wa = a * weights
+        if da is None and db is None:
+            return place(jnp.sum(wa * b), ())
+        if db is None:
+            return place(wa @ b, (da,))
+        if da is None:
+            return place(b @ wa, (db,))
+        if da == db:
+            return place(jnp.sum(wa * b, axis=-1), (da,))
+        return place(wa @ b.T, (da, db))
+
+    k = len(columns)
+    gram = jnp.stack(
+        [
+            jnp.stack([inner(columns[i], spec.depends[i], columns[j], spec.depends[j]) for j in range(k)], -1)
+            for i in range(k)
+        ],
+        -2,
+    )
+    rhs = jnp.stack([inner(columns[i], spec.depends[i], y, None) for i in range(k)], -1)
+    return gram.reshape((-1, k, k)), rhs.reshape((-1, k))
 
 
 def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64, batch_size: int = 1024):
@@ -70,28 +137,34 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
         weights = problem.coeff
     y_wy = jnp.sum(weights * y * y)
 
-    def scan_point(theta_nl):
-        basis = spec.basis(theta_nl, problem.feats)  # [n_points, k]
-        weighted = basis * weights[:, None]
-        coef, ssr = _solve_linear(weighted.T @ basis, weighted.T @ y, y_wy, spec.nonneg)
+    if spec.depends is not None:
+        gram, rhs = _separable_normal_equations(spec, problem.feats, weights, y)
+        coefs, ssrs = jax.lax.map(
+            lambda args: _solve_linear(args[0], args[1], y_wy, spec.nonneg), (gram, rhs), batch_size=batch_size
+        )
+    else:
+
+        def scan_point(theta_nl):
+            basis = spec.basis(theta_nl, problem.feats)  # [n_points, k]
+            weighted = basis * weights[:, None]
+            return _solve_linear(weighted.T @ basis, weighted.T @ y, y_wy, spec.nonneg)
+
+        coefs, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
+
+    # The best points by the least-squares surrogate, re-ranked by the true objective (with a robust
+    # loss the two can prefer different basins).
+    ssrs = jnp.where(jnp.isfinite(ssrs), ssrs, jnp.inf)
+    _, top = jax.lax.top_k(-ssrs, min(n_candidates, grid.shape[0]))
+
+    def candidate(i):
+        coef = coefs[i]
         if spec.nonneg:
             # Zero coefficients cannot be logged: start them tiny instead.
             coef = jnp.maximum(coef, 1e-10 * jnp.max(jnp.abs(coef)) + 1e-300)
-        theta = spec.assemble(theta_nl, coef)
-        # Rank by the true objective, not the least-squares surrogate: with a robust loss the two
-        # can prefer different basins.
+        theta = spec.assemble(grid[i], coef)
         value = objective_value(law, objective, theta, problem.feats, problem.target, problem.coeff)
-        ok = jnp.isfinite(value) & jnp.isfinite(ssr)
-        return theta, jnp.where(ok, value, jnp.inf), jnp.where(ok, ssr, jnp.inf)
+        return theta, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-    thetas, values, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
-    # Half the starts are the best grid points by the true objective; the other half come from the
-    # best points by the least-squares surrogate (re-ranked by the true objective), which often lie in
-    # other basins: ranking by one criterion alone put every start in the same basin more often.
-    n_starts = min(n_starts, grid.shape[0])
-    n_by_value = (n_starts + 1) // 2
-    _, by_value = jax.lax.top_k(-values, n_by_value)
-    _, by_ssr = jax.lax.top_k(-ssrs, min(n_candidates, grid.shape[0]))
-    _, rerank = jax.lax.top_k(-values[by_ssr], n_starts - n_by_value)
-    order = jnp.concatenate([by_value, by_ssr[rerank]])
+    thetas, values = jax.vmap(candidate)(top)
+    _, order = jax.lax.top_k(-values, min(n_starts, top.shape[0]))
     return thetas[order], values[order]

@@ -1,0 +1,102 @@
+"""Solver pieces against closed forms: variable projection, the small SPD solve, LM/L-BFGS on a
+problem with an exact least-squares answer."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+import pytest
+
+import lawfit
+from lawfit import kernels
+from lawfit.solvers import varpro
+from lawfit.solvers.problem import Problem
+from lawfit.types import Objective
+
+
+def test_spd_solve_matches_numpy():
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3, 4):
+        a = rng.normal(size=(6, k, k))
+        spd = a @ np.swapaxes(a, 1, 2) + k * np.eye(k)
+        b = rng.normal(size=(6, k))
+        got = np.asarray(varpro._spd_solve(jnp.asarray(spd), jnp.asarray(b)))
+        np.testing.assert_allclose(got, np.linalg.solve(spd, b[..., None])[..., 0], rtol=1e-10)
+
+
+def test_nonnegative_least_squares_against_enumeration():
+    rng = np.random.default_rng(1)
+    basis = rng.uniform(0, 1, (30, 3))
+    y = basis @ np.array([2.0, -1.0, 0.5]) + rng.normal(0, 0.01, 30)
+    coef, ssr = varpro._solve_linear(jnp.asarray(basis.T @ basis), jnp.asarray(basis.T @ y), jnp.asarray(y @ y), True)
+    from scipy.optimize import nnls
+
+    ref, norm = nnls(basis, y)
+    np.testing.assert_allclose(np.asarray(coef), ref, atol=1e-8)
+    assert float(ssr) == pytest.approx(norm**2, rel=1e-8)
+
+
+SEPARABLE_CASES = {
+    "chinchilla": ([6.0, 7.5, 0.5, 0.34, 0.36], (17, 23)),
+    "overtraining": ([166.0, 366.0, -0.27, 1.8], (16, 24)),
+    "compute": ([8.0, 0.5, 0.15], (40, 48)),
+    "m2": ([2.0, -0.3, 0.2], (5, 12)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEPARABLE_CASES))
+def test_separable_scan_equals_generic_scan(name):
+    law = kernels.get(name)
+    generic = dataclasses.replace(law, varpro=dataclasses.replace(law.varpro, depends=None))
+    rng = np.random.default_rng(2)
+    truth, (low, high) = SEPARABLE_CASES[name]
+    raw = np.exp(rng.uniform(low, high, (40, len(law.inputs))))
+    target = np.asarray(law.predict_raw(np.asarray(truth), raw)) * np.exp(rng.normal(0, 0.01, 40))
+    objective = Objective("squared", space="log")
+    feats = law.features(jnp.asarray(raw))
+    problem = Problem(feats, jnp.log(jnp.asarray(target)), jnp.ones(40), jnp.zeros(law.n_params))
+    fast, fast_values = varpro.varpro_starts(law, objective, problem, 8)
+    slow, slow_values = varpro.varpro_starts(generic, objective, problem, 8)
+    np.testing.assert_allclose(np.asarray(fast_values), np.asarray(slow_values), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["lm", "lbfgs"])
+def test_log_linear_law_matches_closed_form(solver):
+    """m1 in log space is linear: log eps = log_beta + c log x, so least squares is np.polyfit."""
+    rng = np.random.default_rng(3)
+    x = np.exp(rng.uniform(2, 12, 50))
+    y = 3.0 * x**-0.4 * np.exp(rng.normal(0, 0.05, 50))
+    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
+    result = lawfit.fit("m1", pl.DataFrame({"tokens": x, "value": y}), objective="squared-log", solver=solver)
+    assert result.status == "converged"
+    np.testing.assert_allclose(result.theta, [intercept, slope], rtol=1e-7)
+    residual = np.log(y) - (intercept + slope * np.log(x))
+    assert result.objective == pytest.approx(np.sum(residual**2), rel=1e-9)
+
+
+def test_evaluator_matches_autodiff():
+    """f, J^T s and J^T J from the one-pass evaluator equal jax autodiff of the objective."""
+    law = kernels.get("chinchilla")
+    rng = np.random.default_rng(4)
+    raw = np.exp(np.c_[rng.uniform(17, 23, 24), rng.uniform(20, 26, 24)])
+    feats = law.features(jnp.asarray(raw))
+    target = jnp.asarray(rng.uniform(0.6, 1.3, 24))
+    coeff = jnp.asarray(rng.uniform(0.5, 2.0, 24))
+    objective = Objective("huber", 1e-2, "log", "sum")
+    problems = Problem(feats[None], target[None], coeff[None], jnp.zeros((1, 5)))
+    theta = jnp.asarray(law.grid_starts()[::900][None])  # [1, 5, 5]
+    for analytic in (True, False):
+        use = law if analytic else dataclasses.replace(law, log_predict_jac=None)
+        out = lawfit.solvers.Evaluator(use, objective, tuple(range(5)))(theta, problems)
+        residuals = lawfit.solvers.Residuals(use, objective, tuple(range(5)))
+        single = Problem(feats, target, coeff, jnp.zeros(5))
+        for r in range(theta.shape[1]):
+            s, jac = residuals.value_and_jacobian(theta[0, r], single)
+            np.testing.assert_allclose(out["f"][0, r], 0.5 * s @ s, rtol=1e-12)
+            np.testing.assert_allclose(out["grad"][0, r], jac.T @ s, rtol=1e-9, atol=1e-14)
+            np.testing.assert_allclose(out["hess"][0, r], jac.T @ jac, rtol=1e-9, atol=1e-14)
+            f, g = jax.value_and_grad(residuals.value)(theta[0, r], single)
+            np.testing.assert_allclose(out["grad"][0, r], g, rtol=1e-9, atol=1e-14)
