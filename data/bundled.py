@@ -29,6 +29,28 @@ BUNDLED = {
             "MIT (via mcleish7/gemstone-scaling-laws; the Epoch original carries no licence)",
             "Besiroglu et al. 2024, arXiv:2404.10102; Hoffmann et al. 2022, arXiv:2203.15556",
         ),
+        Bundled(
+            "overtraining",
+            "overtraining.parquet",
+            "Gadre et al. open_lm runs (104 runs x 8 eval losses + 2 downstream error averages); "
+            "families overtrain-{c4_original,rpj,rw_original}",
+            "MIT (mlfoundations/scaling)",
+            "Gadre et al. 2024, arXiv:2403.08540",
+        ),
+        Bundled(
+            "datablations",
+            "datablations.parquet",
+            "Muennighoff et al. data-constrained runs (296 finished runs; fit_subset marks the 182 of the fit)",
+            "Apache-2.0 (huggingface/datablations)",
+            "Muennighoff et al. 2023, arXiv:2305.16264",
+        ),
+        Bundled(
+            "revisiting",
+            "revisiting.parquet",
+            "Alabdulmohsin et al. learning curves (92 curves; x = seen examples in `tokens`; `train` split flag)",
+            "Apache-2.0 (google-research/revisiting_neural_scaling_laws)",
+            "Alabdulmohsin, Neyshabur, Zhai 2022, arXiv:2209.06640",
+        ),
     )
 }
 

@@ -49,14 +49,80 @@ def _reproduce(args) -> int:
     return 0
 
 
-def _data(args) -> int:
+def _data_list(args) -> int:
     from . import datasets
 
     table = datasets.list()
     if args.json:
         print(json.dumps(table.to_dicts()))
     else:
-        print(table.select("name", "rows", "families", "models", "licence"))
+        _print_table(
+            [
+                (
+                    row["name"],
+                    f"{row['rows']} rows, {row['families']} families, {row['models']} models; {row['licence']}",
+                )
+                for row in table.to_dicts()
+            ]
+        )
+    return 0
+
+
+def _data_show(args) -> int:
+    import polars as pl
+
+    from . import datasets
+
+    frame = datasets.load(args.name)
+    if args.family:
+        if args.family not in frame["family"].unique().to_list():
+            raise ValueError(f"dataset {args.name!r} has no family {args.family!r}")
+        frame = frame.filter(pl.col("family") == args.family)
+    summary = (
+        frame.group_by("family", maintain_order=True)
+        .agg(
+            pl.col("params").n_unique().alias("models"),
+            pl.len().alias("rows"),
+            pl.col("metric").n_unique().alias("metrics"),
+            pl.col("params").min().alias("params_min"),
+            pl.col("params").max().alias("params_max"),
+            pl.col("tokens").min().alias("tokens_min"),
+            pl.col("tokens").max().alias("tokens_max"),
+        )
+        .sort("family")
+    )
+    if args.json:
+        print(json.dumps(summary.to_dicts()))
+    else:
+        with pl.Config(tbl_rows=200, tbl_cols=10):
+            print(summary)
+    return 0
+
+
+def _data_check(args) -> int:
+    from lawfit.data import find_issues, read_observations
+
+    frame = read_observations(args.file, args.map)
+    issues, _ = find_issues(frame)
+    if args.json:
+        print(json.dumps({"rows": frame.height, "problems": [str(i) for i in issues]}))
+    elif issues:
+        print(f"{args.file}: {len(issues)} problem(s) in {frame.height} rows")
+        for issue in issues:
+            print(f"  - {issue}")
+    else:
+        print(f"{args.file}: {frame.height} rows, no problems")
+    return 1 if issues else 0
+
+
+def _data_convert(args) -> int:
+    from lawfit.data import conform, read_observations, validate
+
+    frame = read_observations(args.file, args.map)
+    frame, report = validate(frame, on_invalid=args.on_invalid)
+    frame = conform(frame)
+    frame.write_parquet(args.out, compression="zstd")
+    print(f"wrote {args.out}: {report.rows_out} rows ({report.dropped} dropped)")
     return 0
 
 
@@ -77,7 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_list = data_sub.add_parser("list", help="list the bundled datasets")
     data_list.add_argument("--json", action="store_true")
-    data_list.set_defaults(run=_data)
+    data_list.set_defaults(run=_data_list)
+    data_show = data_sub.add_parser("show", help="per-family summary of a bundled dataset")
+    data_show.add_argument("name")
+    data_show.add_argument("--family")
+    data_show.add_argument("--json", action="store_true")
+    data_show.set_defaults(run=_data_show)
+    data_check = data_sub.add_parser("check", help="validate a CSV/Parquet/Arrow file and list every problem")
+    data_check.add_argument("file")
+    data_check.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
+    data_check.add_argument("--json", action="store_true")
+    data_check.set_defaults(run=_data_check)
+    data_convert = data_sub.add_parser("convert", help="validate and write a file in the observation schema")
+    data_convert.add_argument("file")
+    data_convert.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
+    data_convert.add_argument("--out", required=True)
+    data_convert.add_argument("--on-invalid", choices=["raise", "drop"], default="raise")
+    data_convert.set_defaults(run=_data_convert)
     return parser
 
 
@@ -86,10 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     enable_compile_cache()
     try:
         return args.run(args)
-    except (ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
             raise
-        print(f"lawfit: error: {err}", file=sys.stderr)
+        message = str(err).strip() or type(err).__name__
+        print(f"lawfit: error: {message}", file=sys.stderr)
         return 2
 
 

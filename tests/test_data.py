@@ -1,0 +1,165 @@
+"""The data layer: readers with a column mapping, validation messages, bundled datasets, CLI."""
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+import lawfit
+from lawfit.data import ValidationError, conform, find_issues, read_observations, validate
+
+
+def _runs(n=6):
+    rng = np.random.default_rng(0)
+    return pl.DataFrame(
+        {
+            "N": rng.uniform(1e7, 1e9, n),
+            "D": rng.uniform(1e9, 1e11, n),
+            "loss": rng.uniform(2, 4, n),
+            "lr": rng.uniform(1e-4, 1e-3, n),
+        }
+    )
+
+
+def test_csv_to_parquet_round_trip(tmp_path):
+    runs = _runs()
+    runs.write_csv(tmp_path / "runs.csv")
+    frame = read_observations(tmp_path / "runs.csv", "params=N,tokens=D,value=loss")
+    frame, report = validate(frame)
+    assert report.dropped == 0 and report.issues == ()
+    conform(frame).write_parquet(tmp_path / "runs.parquet")
+    back = pl.read_parquet(tmp_path / "runs.parquet")
+    np.testing.assert_array_equal(back["params"].to_numpy(), runs["N"].to_numpy())
+    np.testing.assert_array_equal(back["tokens"].to_numpy(), runs["D"].to_numpy())
+    np.testing.assert_array_equal(back["value"].to_numpy(), runs["loss"].to_numpy())
+    np.testing.assert_array_equal(back["lr"].to_numpy(), runs["lr"].to_numpy())
+    assert back["family"].to_list() == ["default"] * 6 and back["metric"].to_list() == ["loss"] * 6
+    assert back.columns[:9] == list(lawfit.data.OBSERVATION_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 4).then(float("nan")).otherwise("value").alias("value")
+            ),
+            r"column 'value': non-finite value \(NaN or inf\) \(1 row\) at rows \[4\]",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) >= 3).then(-1.0).otherwise("params").alias("params")
+            ),
+            r"column 'params': must be > 0 .* \(3 rows\) at rows \[3, 4, 5\]",
+        ),
+        (lambda f: f.drop("tokens"), r"column 'tokens': missing required column"),
+        (
+            lambda f: f.with_columns(pl.col("value").cast(pl.String).replace({f["value"].cast(pl.String)[1]: "abc"})),
+            r"column 'value': expected numbers, got values like 'abc' \(1 row\) at rows \[1\]",
+        ),
+        (lambda f: pl.concat([f, f.head(2)]), r"duplicate key .* \(4 rows\) at rows \[0, 1, 6, 7\]"),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 0).then(float("inf")).otherwise("tokens").alias("tokens")
+            ),
+            r"column 'tokens': non-finite .* at rows \[0\]",
+        ),
+    ],
+)
+def test_each_validation_failure_names_column_and_rows(mutate, expected):
+    frame = mutate(read_observations_frame())
+    with pytest.raises(ValidationError, match=expected):
+        validate(frame)
+
+
+def read_observations_frame():
+    return lawfit.data.to_observations(_runs(), {"params": "N", "tokens": "D", "value": "loss"})
+
+
+def test_drop_counts_rows():
+    frame = read_observations_frame().with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise("value").alias("value")
+    )
+    out, report = validate(frame, on_invalid="drop")
+    assert out.height == 5 and report.dropped == 1
+    assert "non-finite" in str(report.issues[0])
+    with pytest.raises(ValueError, match="on_invalid must be"):
+        validate(frame, on_invalid="ignore")
+
+
+def test_all_problems_listed_at_once():
+    frame = (
+        read_observations_frame()
+        .drop("tokens")
+        .with_columns(
+            pl.when(pl.int_range(pl.len()) == 1).then(-5.0).otherwise("params").alias("params"),
+            pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise("value").alias("value"),
+        )
+    )
+    issues, bad = find_issues(frame)
+    assert [i.column for i in issues] == ["tokens", "params", "value"]
+    assert bad.to_list() == [False, True, True, False, False, False]
+
+
+BUNDLED_COUNTS = {
+    # name: (rows, families, distinct (family, params) models)
+    "epoch-chinchilla": (245, 1, 142),
+    "overtraining": (1040, 3, 18),
+    "datablations": (296, 1, 20),
+    "revisiting": (19595, 92, 92),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_COUNTS))
+def test_bundled_counts_are_pinned(name):
+    table = lawfit.datasets.list().filter(pl.col("name") == name).row(0, named=True)
+    assert (table["rows"], table["families"], table["models"]) == BUNDLED_COUNTS[name]
+    frame = lawfit.datasets.load(name)
+    assert frame.columns[:9] == list(lawfit.data.OBSERVATION_SCHEMA)
+
+
+def test_datablations_fit_subset_and_overtraining_metrics():
+    data = lawfit.datasets.load("datablations")
+    assert data["fit_subset"].sum() == 182
+    over = lawfit.datasets.load("overtraining")
+    assert {"c4_val", "err_avg_17_subset"} <= set(over["metric"].unique().to_list())
+
+
+def test_cli_check_lists_every_problem(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("N,loss\n1e8,3.1\n2e8,nan\n-3e8,2.9\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lawfit.cli", "data", "check", str(path), "--map", "params=N,value=loss"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "column 'tokens': missing required column" in proc.stdout
+    assert "column 'params': must be > 0" in proc.stdout and "rows [2]" in proc.stdout
+    assert "column 'value': non-finite" in proc.stdout and "rows [1]" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "check", "/nonexistent.csv"], "no such file"),
+        (["data", "check", "{bad_parquet}"], "cannot read"),
+        (["data", "check", "{good}", "--map", "params=X"], "--map: column(s) ['X'] not in the file"),
+        (["data", "check", "{good}", "--map", "params"], "--map: expected name=column pairs"),
+        (["data", "show", "nope"], "unknown dataset 'nope'"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    bad_parquet = tmp_path / "bad.parquet"
+    bad_parquet.write_text("not parquet")
+    good = tmp_path / "good.csv"
+    _runs().write_csv(good)
+    args = [a.format(bad_parquet=bad_parquet, good=good) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "lawfit.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert proc.stderr.count("\n") == 1
