@@ -51,9 +51,9 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro):
 
 
 def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
-    """Drive the loop in stages; between stages, lanes that are done leave the batch once half of it
-    is done (the rest is regathered into a power-of-two batch), so a few slow restarts do not make
-    every lane keep computing.
+    """Drive the loop in stages; between stages, once the running lanes fit a batch of at most 3/4
+    of the current size (`compact_plan`), done lanes leave, so a few slow restarts do not make every
+    lane keep computing.
 
     Returns numpy arrays over the original [tasks, restarts]: theta, objective, status, iterations,
     evaluations.
@@ -90,12 +90,11 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
         running = np.asarray(state.status).reshape(-1) == Status.RUNNING
         if steps >= max_steps or not running.any():
             break
-        if running.sum() * 2 <= running.size and running.size >= 64:
+        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape))
+        if index.size * 4 <= running.size * 3:
             write_back(state, ~running & (origin >= 0))
-            keep = np.flatnonzero(running)
-            size = max(16, 1 << (int(keep.size) - 1).bit_length())
-            state, problems, _ = solvers.loop.compact(state, problems, keep, size)
-            origin = np.concatenate([origin[keep], np.full(size - keep.size, -1)])
+            state, problems = solvers.loop.compact(state, problems, index, tasks)
+            origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
     write_back(solvers.loop.finish(state), origin >= 0)
     shape = (n_tasks, n_restarts)
     return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}

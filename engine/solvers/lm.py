@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..types import Status
+from .linalg import spd_solve
 
 _TINY = 1e-300
 
@@ -77,7 +78,7 @@ class LevenbergMarquardt(eqx.Module):
 
     def propose(self, state: LMState):
         damped = state.hess + jnp.diag(state.lam * state.scale)
-        delta = jnp.linalg.solve(damped, -state.grad)
+        delta = spd_solve(damped, -state.grad)
         if self.lower is None:
             return state.theta + delta
         # Components at a bound that the step would push outside stay put; the others are
@@ -87,7 +88,7 @@ class LevenbergMarquardt(eqx.Module):
         )
         pair = active[:, None] | active[None, :]
         reduced = jnp.where(pair, jnp.eye(delta.shape[0]), damped)
-        delta = jnp.where(active, 0.0, jnp.linalg.solve(reduced, jnp.where(active, 0.0, -state.grad)))
+        delta = jnp.where(active, 0.0, spd_solve(reduced, jnp.where(active, 0.0, -state.grad)))
         return self.project(state.theta + delta)
 
     def update(self, state: LMState, trial, ev) -> LMState:

@@ -69,17 +69,40 @@ def iterate(solver, evaluate, theta0, problems, max_steps: int):
     return finish(advance(solver, evaluate, state, problems, max_steps))
 
 
-def compact(state, problems, keep: np.ndarray, size: int):
-    """Gather lanes `keep` (flat indices into [tasks, restarts]) into a new batch of `size` tasks
-    with one restart each (padded by repeating the first kept lane, marked done).
+def compact_plan(running: np.ndarray, min_restarts: int = 8):
+    """Where the running lanes of `running: [tasks, restarts]` go in a smaller batch.
 
-    Returns (state [size, 1, ...], problems [size, ...], task index of each kept lane).
+    Tasks without a running lane leave; each kept task keeps its running restarts, padded to a
+    power of two (at least `min_restarts`; multiples of 512 beyond 1024); the number of tasks is
+    padded to a power of two too,
+    so only a short ladder of shapes is ever compiled. Restarts stay the minor axis with the task's
+    data shared, as in the first batch.
+
+    Returns (index [tasks', restarts'] of flat lanes to gather, or -1 for padding; task of each row).
     """
-    n_restarts = state.status.shape[1]
-    padded = np.concatenate([keep, np.full(size - keep.size, keep[0])])
-    tasks = padded // n_restarts
-    lanes = jax.tree.map(lambda leaf: leaf.reshape((-1, 1) + leaf.shape[2:])[padded], state)
-    frozen = np.arange(size) >= keep.size
-    status = jnp.where(frozen[:, None], Status.CONVERGED, lanes.status)
+    n_tasks, n_restarts = running.shape
+    counts = running.sum(axis=1)
+    kept = np.flatnonzero(counts)
+    widest = int(counts.max())
+    # Powers of two up to 1024, then multiples of 512: a short ladder of shapes.
+    width = max(min_restarts, 1 << (widest - 1).bit_length()) if widest <= 1024 else -(-widest // 512) * 512
+    height = 1 << (len(kept) - 1).bit_length()
+    index = np.full((height, width), -1)
+    for row, task in enumerate(kept):
+        lanes = task * n_restarts + np.flatnonzero(running[task])
+        index[row, : lanes.size] = lanes
+    tasks = np.concatenate([kept, np.full(height - kept.size, kept[0])])
+    return index, tasks
+
+
+def compact(state, problems, index: np.ndarray, tasks: np.ndarray):
+    """Gather `state` lanes by `index` ([tasks', restarts'] flat lane indices, -1 = padding, which
+    repeats a lane of the same row marked done) and `problems` by `tasks`."""
+    padding = index < 0
+    # Fill padding with a lane of the same task (its first running one) or any kept lane.
+    filled = np.where(padding, np.where(index[:, :1] >= 0, index[:, :1], index[0, 0]), index)
+    flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]), state)
+    lanes = jax.tree.map(lambda leaf: leaf[filled], flat)
+    status = jnp.where(padding, Status.CONVERGED, lanes.status)
     lanes = eqx.tree_at(lambda s: s.status, lanes, status)
-    return lanes, jax.tree.map(lambda leaf: leaf[tasks], problems), tasks
+    return lanes, jax.tree.map(lambda leaf: leaf[tasks], problems)

@@ -20,29 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..objectives import objective_value
+from .linalg import spd_solve
 
 
 def _subsets(n_linear: int) -> np.ndarray:
     masks = [m for m in itertools.product([True, False], repeat=n_linear) if any(m)]
     return np.array(masks, dtype=bool)
-
-
-def _spd_solve(matrix, rhs):
-    """Solve a small symmetric positive-definite system by an unrolled Cholesky factorisation
-    (k is static and tiny; batched LAPACK calls on 3x3 systems were the scan's bottleneck)."""
-    k = rhs.shape[-1]
-    low = [[None] * k for _ in range(k)]
-    for i in range(k):
-        for j in range(i + 1):
-            total = matrix[..., i, j] - sum(low[i][m] * low[j][m] for m in range(j))
-            low[i][j] = jnp.sqrt(total) if i == j else total / low[j][j]
-    forward = []
-    for i in range(k):
-        forward.append((rhs[..., i] - sum(low[i][m] * forward[m] for m in range(i))) / low[i][i])
-    solution = [None] * k
-    for i in reversed(range(k)):
-        solution[i] = (forward[i] - sum(low[m][i] * solution[m] for m in range(i + 1, k))) / low[i][i]
-    return jnp.stack(solution, axis=-1)
 
 
 def _solve_linear(gram, rhs, y_wy, nonneg: bool):
@@ -57,7 +40,7 @@ def _solve_linear(gram, rhs, y_wy, nonneg: bool):
     def restricted(mask):
         pair = mask[:, None] & mask[None, :]
         g = jnp.where(pair, gram, eye) + ridge * jnp.where(mask, 1.0, 0.0) * eye
-        coef = jnp.where(mask, _spd_solve(g, jnp.where(mask, rhs, 0.0)), 0.0)
+        coef = jnp.where(mask, spd_solve(g, jnp.where(mask, rhs, 0.0)), 0.0)
         ssr = y_wy - 2.0 * coef @ rhs + coef @ gram @ coef
         ok = jnp.all(jnp.isfinite(coef)) & (~nonneg | jnp.all(coef >= 0))
         return coef, jnp.where(ok, ssr, jnp.inf)
