@@ -40,8 +40,8 @@ def chinchilla_section(result: dict) -> list[str]:
         )
     lines += [
         "",
-        "Warm = second run in the same process with the persistent compilation cache populated; "
-        "compile s = first run minus warm run.",
+        "Warm = best of 3 runs after the first, in the same process (persistent compilation cache on); "
+        "compile s = first run minus warm run. The engine runs before the scipy loop, which runs once.",
         "",
     ]
     return lines

@@ -29,7 +29,8 @@ def chinchilla_log_predict_jac(theta, feats):
     top = jnp.maximum(jnp.maximum(u1, u2), e)
     e1, e2, e3 = jnp.exp(u1 - top), jnp.exp(u2 - top), jnp.exp(e - top)
     total = e1 + e2 + e3
-    w1, w2, w3 = e1 / total, e2 / total, e3 / total
+    inverse = 1.0 / total
+    w1, w2, w3 = e1 * inverse, e2 * inverse, e3 * inverse
     return top + jnp.log(total), (w1, w2, w3, -w1 * log_n, -w2 * log_d)
 
 
