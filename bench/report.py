@@ -47,7 +47,22 @@ def chinchilla_section(result: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"chinchilla_grid": chinchilla_section}
+def pack_section(result: dict) -> list[str]:
+    fig, machine = result["figures"], result["machine"]
+    return [
+        "## pack — 1 million observation rows into padded device buckets",
+        "",
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores.",
+        "",
+        "| rows | tasks | buckets | `pack_frame` s | per-task loop s | speed-up | rows/s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {fig['rows']} | {fig['tasks']} | {fig['buckets']} | {fig['pack_frame_seconds']:.3f} | "
+        f"{fig['per_task_loop_seconds']:.3f} | {fig['speedup']:.1f}x | {fig['rows_per_second']:.3g} |",
+        "",
+    ]
+
+
+SECTIONS = {"chinchilla_grid": chinchilla_section, "pack": pack_section}
 
 
 def main() -> None:
