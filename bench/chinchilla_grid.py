@@ -59,11 +59,9 @@ def run_engine(solver, init, repeats=3):
     t0 = time.perf_counter()
     lawfit.reproduce.chinchilla(solver=solver, init=init)
     cold = time.perf_counter() - t0
-    runs = [lawfit.reproduce.chinchilla(solver=solver, init=init) for _ in range(repeats)]
+    runs = [lawfit.reproduce.chinchilla(solver=solver, init=init, keep_restarts=True) for _ in range(repeats)]
     out = min(runs, key=lambda r: r["seconds"])
-    tasks = lawfit.tasks_from_frame(chinchilla_points(), "chinchilla", init=init)
-    row = lawfit.fit_many(tasks, solver=solver, keep_restarts=True).row(0, named=True)
-    values = np.array([np.inf if v is None else v for v in row["restart_objective"]])
+    values = np.array([np.inf if v is None else v for v in out["restart_objective"]])
     return cold, out["seconds"], values, out
 
 

@@ -29,10 +29,14 @@ class Bucket:
 
 
 def bucket_sizes(n_points: np.ndarray) -> np.ndarray:
-    """Vectorised `lawfit.plan.bucket_size`: 8, multiples of 16 up to 256, then powers of two."""
+    """Pad length for tasks of `n_points`: 8, then multiples of 16 up to 256, then powers of two,
+    so few programs get compiled while padding stays small where most tasks are (tens to hundreds
+    of points)."""
     n = np.asarray(n_points, dtype=np.int64)
     sixteen = -(-n // 16) * 16
-    power = 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64)
+    power = np.left_shift(1, np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
+    # Exact next power of two (the float log2 can be off by one at the edges).
+    power = np.where(power < n, power * 2, np.where(power // 2 >= n, power // 2, power))
     return np.where(n <= 8, 8, np.where(n <= 256, sixteen, power))
 
 

@@ -55,12 +55,13 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     of the current size (`compact_plan`), done lanes leave, so a few slow restarts do not make every
     lane keep computing.
 
-    Returns numpy arrays over the original [tasks, restarts]: theta, objective, status, iterations,
-    evaluations.
+    Returns numpy arrays over the original [tasks, restarts] (theta, objective, status,
+    iterations, evaluations) and the device problems as `begin` built them.
     """
     state, problems = begin(
         packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts")
     )
+    first_problems = problems
     n_tasks, n_restarts = state.status.shape
     out = {
         "theta": np.zeros((n_tasks * n_restarts,) + state.theta.shape[2:]),
@@ -97,7 +98,7 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
             origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
     write_back(solvers.loop.finish(state), origin >= 0)
     shape = (n_tasks, n_restarts)
-    return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}
+    return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}, first_problems
 
 
 @functools.cache
@@ -112,11 +113,7 @@ def _conditioning(law, objective, free):
         eig = jnp.linalg.eigvalsh(hess / scale[:, None] / scale[None, :])
         return jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
 
-    def run(inputs, target, coeff, theta_fixed, theta):
-        feats = jax.vmap(law.features)(inputs)
-        return jax.vmap(one)(theta, Problem(feats, target, coeff, theta_fixed))
-
-    return jax.jit(run)
+    return jax.jit(jax.vmap(one))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,13 +136,11 @@ def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int
     for first in range(0, len(grp.members), per_chunk):
         members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
-        out = _run_stages(begin, advance, packed, max_steps, stage_steps)
+        out, problems = _run_stages(begin, advance, packed, max_steps, stage_steps)
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
-        cond = np.asarray(
-            conditioning(packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], best_theta)
-        )
+        cond = np.asarray(conditioning(best_theta, problems))
         for row in range(len(members)):
             outcomes.append(
                 _Outcome(

@@ -13,25 +13,34 @@ import jax.numpy as jnp
 from .types import Objective
 
 
-def point_residuals(law, objective: Objective, theta, feats, target, coeff):
-    """Scaled residuals s [n_points] with 0.5 * sum(s^2) = sum_i coeff_i rho(r_i).
+def residual_and_slope(objective: Objective, target, pred, coeff):
+    """s and ds/dpred, elementwise (the objective's chain rule written by hand).
 
-    theta: [n_params] (full, fit space); feats: [n_points, m]; target: [n_points] (already logged
-    for the log space); coeff: [n_points] (weights, mask and 1/n for the mean reduction; 0 on padding).
+    target, pred, coeff broadcast together: [n_points] for one task, [lanes] for one point.
     """
-    if objective.space == "log":
-        pred = law.log_predict(theta, feats)
-    else:
-        pred = law.predict(theta, feats)
     r = target - pred
     if objective.over_penalty != 1.0:
         # Over-prediction means pred > target, i.e. r < 0.
         coeff = coeff * jnp.where(r < 0, objective.over_penalty, 1.0)
     if objective.loss == "huber":
         delta = objective.delta
-        t = jnp.maximum(jnp.abs(r), delta)
-        return jnp.sqrt(coeff) * (r * jnp.sqrt(delta * (2.0 * t - delta)) / t)
-    return jnp.sqrt(2.0 * coeff) * r
+        size = jnp.abs(r)
+        t = jnp.maximum(size, delta)
+        q = jnp.sqrt(delta * (2.0 * t - delta))
+        root = jnp.sqrt(coeff)
+        return root * (r * q / t), -root * jnp.where(size <= delta, 1.0, delta / q)
+    root = jnp.sqrt(2.0 * coeff)
+    return root * r, -root * jnp.ones_like(r)
+
+
+def point_residuals(law, objective: Objective, theta, feats, target, coeff):
+    """Scaled residuals s [n_points] with 0.5 * sum(s^2) = sum_i coeff_i rho(r_i).
+
+    theta: [n_params] (full, fit space); feats: [n_points, m]; target: [n_points] (already logged
+    for the log space); coeff: [n_points] (weights, mask and 1/n for the mean reduction; 0 on padding).
+    """
+    pred = law.log_predict(theta, feats) if objective.space == "log" else law.predict(theta, feats)
+    return residual_and_slope(objective, target, pred, coeff)[0]
 
 
 def objective_value(law, objective: Objective, theta, feats, target, coeff):

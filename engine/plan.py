@@ -10,6 +10,7 @@ from collections import defaultdict
 import numpy as np
 
 from lawfit import kernels
+from lawfit.data.pack import bucket_sizes
 
 from .types import Objective, Status, Task
 
@@ -143,14 +144,8 @@ def prepare(index: int, task: Task) -> Prepared:
 
 
 def bucket_size(n_points: int) -> int:
-    """Pad length: 8, then multiples of 16 up to 256, then powers of two, so few programs get
-    compiled while padding stays small where most tasks are (tens to hundreds of points)."""
-    n_points = int(n_points)
-    if n_points <= 8:
-        return 8
-    if n_points <= 256:
-        return -(-n_points // 16) * 16
-    return 1 << (n_points - 1).bit_length()
+    """Pad length for a task of `n_points` (the rule is `lawfit.data.pack.bucket_sizes`)."""
+    return int(bucket_sizes(np.asarray([n_points]))[0])
 
 
 @dataclasses.dataclass(frozen=True)

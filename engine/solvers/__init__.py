@@ -1,9 +1,9 @@
-"""Batched solvers: each one file of init / step / terminate, all driven by `loop.iterate`."""
+"""Batched solvers: each one file of init / propose / update / terminate, all driven by `loop`."""
 
+from . import loop
 from .evaluate import Evaluator
 from .lbfgs import LBFGS
 from .lm import LevenbergMarquardt
-from .loop import iterate
 from .problem import Problem, Residuals
 from .varpro import varpro_starts
 
@@ -25,7 +25,7 @@ __all__ = [
     "Problem",
     "Residuals",
     "SOLVERS",
-    "iterate",
+    "loop",
     "make",
     "varpro_starts",
 ]

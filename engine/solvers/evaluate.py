@@ -20,23 +20,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..objectives import residual_and_slope
 from ..types import Objective
-
-
-def _residual_and_slope(objective: Objective, target, pred, coeff):
-    """s and ds/dpred for one point over all lanes (the objective's chain rule written by hand)."""
-    r = target - pred
-    if objective.over_penalty != 1.0:
-        coeff = coeff * jnp.where(r < 0, objective.over_penalty, 1.0)
-    if objective.loss == "huber":
-        delta = objective.delta
-        size = jnp.abs(r)
-        t = jnp.maximum(size, delta)
-        q = jnp.sqrt(delta * (2.0 * t - delta))
-        root = jnp.sqrt(coeff)
-        return root * (r * q / t), -root * jnp.where(size <= delta, 1.0, delta / q)
-    root = jnp.sqrt(2.0 * coeff)
-    return root * r, -root * jnp.ones_like(r)
 
 
 class Evaluator(eqx.Module):
@@ -99,7 +84,7 @@ class Evaluator(eqx.Module):
         def body(acc, point):
             feats, target, coeff = point  # [tasks, m], [tasks], [tasks]
             pred, jac = self._prediction_and_jacobian(theta_lanes, per_lane(feats))
-            s, slope = _residual_and_slope(self.objective, per_lane(target), pred, per_lane(coeff))
+            s, slope = residual_and_slope(self.objective, per_lane(target), pred, per_lane(coeff))
             rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes]
             return tuple(total + rows[i] * rows[j] for total, (i, j) in zip(acc, pairs, strict=True)), None
 

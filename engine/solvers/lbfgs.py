@@ -9,11 +9,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from ..types import Status
-from .lm import scaled_gradient
+from .box import Box
 
 
 class LBFGSState(eqx.Module):
@@ -31,9 +30,7 @@ class LBFGSState(eqx.Module):
     status: jax.Array
 
 
-class LBFGS(eqx.Module):
-    lower: tuple[float, ...] | None = eqx.field(static=True, default=None)
-    upper: tuple[float, ...] | None = eqx.field(static=True, default=None)
+class LBFGS(Box):
     memory_size: int = eqx.field(static=True, default=10)
     c1: float = eqx.field(static=True, default=1e-4)
     c2: float = eqx.field(static=True, default=0.9)
@@ -42,11 +39,6 @@ class LBFGS(eqx.Module):
     max_line_search: int = eqx.field(static=True, default=40)
 
     needs_hessian = False
-
-    def project(self, theta):
-        if self.lower is None:
-            return theta
-        return jnp.clip(theta, np.asarray(self.lower), np.asarray(self.upper))
 
     def _direction(self, grad, memory, theta):
         transform = optax.scale_by_lbfgs(memory_size=self.memory_size)
@@ -94,12 +86,12 @@ class LBFGS(eqx.Module):
         t_next = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 2.0 * state.t)
 
         direction, memory = self._direction(grad_t, state.memory, trial)
-        stationarity = scaled_gradient(trial, grad_t, f_t, self.lower, self.upper)
+        stationarity = self.stationarity(trial, grad_t, f_t)
         converged = accept & (
             (state.f - f_t <= self.ftol * jnp.abs(f_t)) | (stationarity <= self.gtol) | (f_t <= 1e-30)
         )
         stalled = ~accept & give_up
-        small_grad = scaled_gradient(state.theta, state.grad, state.f, self.lower, self.upper) <= 1e-3
+        small_grad = self.stationarity(state.theta, state.grad, state.f) <= 1e-3
         status = jnp.select(
             [converged, stalled & small_grad, stalled],
             [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],

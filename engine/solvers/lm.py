@@ -11,9 +11,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..types import Status
+from .box import Box
 from .linalg import spd_solve
 
 _TINY = 1e-300
@@ -32,33 +32,17 @@ class LMState(eqx.Module):
     status: jax.Array
 
 
-def scaled_gradient(theta, grad, f, lower=None, upper=None):
-    """max_j |g_j| max(|theta_j|, 1) / f: a unit-free stationarity measure. Components blocked
-    by an active bound (descent would leave the box) do not count."""
-    if lower is not None:
-        blocked = ((theta <= np.asarray(lower)) & (grad > 0)) | ((theta >= np.asarray(upper)) & (grad < 0))
-        grad = jnp.where(blocked, 0.0, grad)
-    return jnp.max(jnp.abs(grad) * jnp.maximum(jnp.abs(theta), 1.0)) / jnp.maximum(jnp.abs(f), _TINY)
-
-
-class LevenbergMarquardt(eqx.Module):
+class LevenbergMarquardt(Box):
     """ftol: an accepted step that lowers f by <= ftol * f ends the lane when the scaled gradient
     is also below `loose_gtol`; gtol: the scaled gradient alone ends it; lam_max: damping beyond
     which no step can make progress (converged if the gradient is small, else ill-conditioned)."""
 
-    lower: tuple[float, ...] | None = eqx.field(static=True, default=None)
-    upper: tuple[float, ...] | None = eqx.field(static=True, default=None)
     ftol: float = eqx.field(static=True, default=1e-12)
     gtol: float = eqx.field(static=True, default=1e-10)
     loose_gtol: float = eqx.field(static=True, default=1e-3)
     lam_max: float = eqx.field(static=True, default=1e16)
 
     needs_hessian = True
-
-    def project(self, theta):
-        if self.lower is None:
-            return theta
-        return jnp.clip(theta, np.asarray(self.lower), np.asarray(self.upper))
 
     def init(self, theta, ev) -> LMState:
         f, grad, hess = ev["f"], ev["grad"], ev["hess"]
@@ -83,9 +67,7 @@ class LevenbergMarquardt(eqx.Module):
             return state.theta + delta
         # Components at a bound that the step would push outside stay put; the others are
         # re-solved without them (clipping the full step gives poor directions).
-        active = ((state.theta <= np.asarray(self.lower)) & (delta < 0)) | (
-            (state.theta >= np.asarray(self.upper)) & (delta > 0)
-        )
+        active = self.blocked(state.theta, delta)
         pair = active[:, None] | active[None, :]
         reduced = jnp.where(pair, jnp.eye(delta.shape[0]), damped)
         delta = jnp.where(active, 0.0, spd_solve(reduced, jnp.where(active, 0.0, -state.grad)))
@@ -111,7 +93,7 @@ class LevenbergMarquardt(eqx.Module):
             n_evals=state.n_evals + 1,
             status=state.status,
         )
-        stationarity = scaled_gradient(new.theta, new.grad, new.f, self.lower, self.upper)
+        stationarity = self.stationarity(new.theta, new.grad, new.f)
         converged = (
             (accept & (state.f - new.f <= self.ftol * new.f) & (stationarity <= self.loose_gtol))
             | (stationarity <= self.gtol)

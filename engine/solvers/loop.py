@@ -8,8 +8,8 @@
 `advance` batches them over [tasks, restarts] lanes with `vmap`, evaluates every lane's trial in
 one pass over the points (`Evaluator`), and runs a single `lax.while_loop` whose lanes stop
 independently: a lane whose `terminate` says done keeps its state, and the loop ends when all are
-done or after `n_steps`. `iterate` = `start` + `advance` + `finish` in one program; the engine's
-runner calls the pieces itself so that it can drop finished lanes between stages (`compact`).
+done or after `n_steps`. The engine's runner calls `start`, `advance` (in stages, dropping
+finished lanes in between with `compact_plan` / `compact`) and `finish`.
 """
 
 from __future__ import annotations
@@ -60,13 +60,6 @@ def finish(state):
     """Lanes still running get `Status.MAX_ITER`."""
     status = jnp.where(state.status == Status.RUNNING, Status.MAX_ITER, state.status)
     return eqx.tree_at(lambda s: s.status, state, status)
-
-
-def iterate(solver, evaluate, theta0, problems, max_steps: int):
-    """Run `solver` from `theta0: [tasks, restarts, n_free]` on `problems` (leading [tasks]) in one
-    program. Returns the final state (leading [tasks, restarts])."""
-    state = start(solver, evaluate, theta0, problems)
-    return finish(advance(solver, evaluate, state, problems, max_steps))
 
 
 def compact_plan(running: np.ndarray, min_restarts: int = 8):

@@ -51,11 +51,6 @@ class Residuals(eqx.Module):
             return theta
         return problem.theta_fixed.at[jnp.asarray(self.free)].set(theta)
 
-    def project(self, theta):
-        if not self.bounded:
-            return theta
-        return jnp.clip(theta, self.lower, self.upper)
-
     def __call__(self, theta, problem: Problem):
         """[n_free] -> s [n_points]."""
         return point_residuals(
