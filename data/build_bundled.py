@@ -1,6 +1,8 @@
-"""Rebuild the bundled Parquet files from the raw releases (a checkout of the project's shared/data).
+"""Rebuild the bundled Parquet files from the raw releases (a checkout of the project's shared/data, and the
+`evals/` folder of EleutherAI/pythia at commit a19eecb807ec2c79a39ebf18108816e6ffffc1d5 for the Hitchhiker
+collection's Pythia families).
 
-    python -m lawfit.data.build_bundled --shared ../shared/data
+    python -m lawfit.data.build_bundled --shared ../shared/data --pythia-evals PATH/TO/pythia/evals
 
 Only run by maintainers; the package itself never reads the raw releases.
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from . import build_hitchhiker
 from .bundled import HERE
 from .schema import conform
 
@@ -108,8 +111,15 @@ BUILDERS = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, required=True, help="path to shared/data")
+    parser.add_argument("--pythia-evals", type=Path, help="evals/ of an EleutherAI/pythia checkout (for hitchhiker)")
+    parser.add_argument("--only", nargs="*", help="rebuild only these files")
     args = parser.parse_args(argv)
-    for file, build in BUILDERS.items():
+    builders = dict(BUILDERS)
+    if args.pythia_evals is not None:
+        builders["hitchhiker.parquet"] = lambda shared: build_hitchhiker.build(shared / "hitchhiker", args.pythia_evals)
+    for file, build in builders.items():
+        if args.only and file not in args.only:
+            continue
         frame = build(args.shared)
         frame.write_parquet(HERE / file, compression="zstd", statistics=True)
         print(f"{file}: {frame.height} rows")

@@ -30,6 +30,16 @@ BUNDLED = {
             "Besiroglu et al. 2024, arXiv:2404.10102; Hoffmann et al. 2022, arXiv:2203.15556",
         ),
         Bundled(
+            "hitchhiker",
+            "hitchhiker.parquet",
+            "The Hitchhiker's-guide collection (ColPret) rebuilt: one row per checkpoint evaluation, metric `perf` = "
+            "each family's fitting target; `scaled_set` names the scaled family (null: not part of one); Pythia "
+            "v0/v1 from EleutherAI/pythia evals",
+            "MIT (IBM/ColPret; re-hosted third-party data, see NOTICE); Pythia evals Apache-2.0 (EleutherAI/pythia)",
+            "Choshen, Zhang, Andreas 2025, ICML (PMLR 267:10683-10699), arXiv:2410.11840; Biderman et al. 2023, "
+            "arXiv:2304.01373",
+        ),
+        Bundled(
             "overtraining",
             "overtraining.parquet",
             "Gadre et al. open_lm runs (104 runs x 8 eval losses + 2 downstream error averages); "

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -56,15 +57,11 @@ def _data_list(args) -> int:
     if args.json:
         print(json.dumps(table.to_dicts()))
     else:
-        _print_table(
-            [
-                (
-                    row["name"],
-                    f"{row['rows']} rows, {row['families']} families, {row['models']} models; {row['licence']}",
-                )
-                for row in table.to_dicts()
-            ]
-        )
+        for row in table.to_dicts():
+            summary = f"{row['rows']} rows, {row['families']} families, {row['models']} models; {row['licence']}"
+            print(f"{row['name']}  {summary}")
+            counts = ", ".join(f"{item['family']}={item['models']}" for item in row["family_models"])
+            print(textwrap.fill(counts, 110, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False))
     return 0
 
 
@@ -81,7 +78,7 @@ def _data_show(args) -> int:
     summary = (
         frame.group_by("family", maintain_order=True)
         .agg(
-            pl.col("params").n_unique().alias("models"),
+            pl.col("run_id").n_unique().alias("models"),
             pl.len().alias("rows"),
             pl.col("metric").n_unique().alias("metrics"),
             pl.col("params").min().alias("params_min"),

@@ -13,7 +13,8 @@ def load(name: str) -> pl.DataFrame:
 
 
 def list() -> pl.DataFrame:  # noqa: A001 - the public name the API promises
-    """One row per bundled dataset: name, rows, families, models, licence."""
+    """One row per bundled dataset: name, rows, families, models (distinct runs), licence, description and
+    `family_models` ([{family, models}, ...])."""
     rows = []
     for name, info in sorted(bundled.BUNDLED.items()):
         frame = bundled.load(name)
@@ -22,9 +23,13 @@ def list() -> pl.DataFrame:  # noqa: A001 - the public name the API promises
                 "name": name,
                 "rows": frame.height,
                 "families": frame["family"].n_unique(),
-                "models": frame.select("family", "params").unique().height,
+                "models": frame["run_id"].n_unique(),
                 "licence": info.licence,
                 "description": info.description,
+                "family_models": frame.group_by("family")
+                .agg(pl.col("run_id").n_unique().alias("models"))
+                .sort("family")
+                .to_dicts(),
             }
         )
     return pl.DataFrame(rows)

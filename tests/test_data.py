@@ -104,12 +104,24 @@ def test_all_problems_listed_at_once():
 
 
 BUNDLED_COUNTS = {
-    # name: (rows, families, distinct (family, params) models)
-    "epoch-chinchilla": (245, 1, 142),
-    "overtraining": (1040, 3, 18),
-    "datablations": (296, 1, 20),
+    # name: (rows, families, distinct runs)
+    "epoch-chinchilla": (245, 1, 245),
+    "overtraining": (1040, 3, 104),
+    "datablations": (296, 1, 296),
     "revisiting": (19595, 92, 92),
+    "hitchhiker": (74780, 50, 534),
 }
+
+# Models per family of the rebuilt Hitchhiker collection (scaled families; ":unscaled" groups models outside one).
+HITCHHIKER_FAMILY_MODELS = {
+    **{f"GPT2-{corpus}-{epochs}": 3 for corpus in ("c4", "oscar") for epochs in (1, 2, 3, 4, 5, 7, 14, 44)},
+    **{f"{corpus}{mix}": 1 for corpus in ("Pile", "SlimPajama") for mix in ("", "_CE_mix", "_DoReMi_mix",
+                                                                           "_JE_mix", "_SE_mix", "_VNE_mix")},
+    "GPT2:unscaled": 247, "Lamma:unscaled": 1, "OPT": 6, "bloom": 5, "chinchilla": 43, "gpt3": 8, "lambda": 5,
+    "lambda:unscaled": 5, "llm360Mamba": 1, "olmo": 2, "olmo:unscaled": 1, "opt": 8, "overtrain-C4": 6,
+    "overtrain-RedPajama": 6, "overtrain-RefinedWeb": 6, "overtrain:unscaled": 86, "pythia": 8, "pythia-deduped": 8,
+    "pythia-deduped-v0": 8, "pythia-v0": 8, "redPajama": 2, "t5-pile": 4,
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_COUNTS))
@@ -118,6 +130,21 @@ def test_bundled_counts_are_pinned(name):
     assert (table["rows"], table["families"], table["models"]) == BUNDLED_COUNTS[name]
     frame = lawfit.datasets.load(name)
     assert frame.columns[:9] == list(lawfit.data.OBSERVATION_SCHEMA)
+
+
+def test_hitchhiker_family_counts_are_pinned():
+    table = lawfit.datasets.list().filter(pl.col("name") == "hitchhiker").row(0, named=True)
+    counts = {item["family"]: item["models"] for item in table["family_models"]}
+    assert counts == HITCHHIKER_FAMILY_MODELS
+    frame = lawfit.datasets.load("hitchhiker")
+    scaled = frame.filter(pl.col("scaled_set").is_not_null())
+    assert scaled["scaled_set"].n_unique() == 45 and frame["run_id"].n_unique() >= 150
+    assert (frame["metric"] == "perf").all() and frame["value"].is_finite().all()
+    assert (frame["tokens"] > 0).all() and (frame.drop_nulls("params")["params"] > 0).all()
+    # Pythia: 8 sizes from 70m to 12b, 143,000 steps of 2,097,152 tokens at the end.
+    pythia = frame.filter(pl.col("family") == "pythia")
+    assert sorted(pythia["params"].unique().to_list()) == [7e7, 1.6e8, 4.1e8, 1e9, 1.4e9, 2.8e9, 6.9e9, 1.2e10]
+    assert pythia["tokens"].max() == 143_000 * 2_097_152
 
 
 def test_datablations_fit_subset_and_overtraining_metrics():

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lawfit
@@ -33,9 +34,33 @@ def test_bundled_matches_shared_release():
 
 
 def test_loads_from_another_directory(tmp_path):
-    code = "import lawfit; print(lawfit.datasets.load('epoch-chinchilla').height)"
+    code = "import lawfit; print(*(lawfit.datasets.load(n).height for n in ('epoch-chinchilla', 'hitchhiker')))"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, check=True
     )
-    assert out.stdout.strip() == "245"
+    assert out.stdout.split() == ["245", "74780"]
+
+
+@pytest.mark.skipif(not (SHARED / "hitchhiker").exists(), reason="../shared is not present")
+def test_hitchhiker_rebuilds_from_the_shared_release():
+    """Every non-Pythia row of the bundled collection comes back from the raw files by the conversion script."""
+    import polars as pl
+
+    from lawfit.data import build_hitchhiker
+
+    frames = [source(SHARED / "hitchhiker") for source in build_hitchhiker.SOURCES]
+    rebuilt = pl.concat(frames, how="diagonal_relaxed")
+    bundled = lawfit.datasets.load("hitchhiker").filter(~pl.col("source").str.starts_with("pythia evals"))
+    assert rebuilt.height == bundled.height
+    key = ["run_id", "tokens", "value"]
+    assert rebuilt.select(key).sort(key).equals(bundled.select(key).sort(key))
+    # Spot checks against the raw files: OPT-175b's final perplexity, Pile-T5 xxl as log2 perplexity.
+    opt = bundled.filter(pl.col("run_id") == "OPT-175b").sort("tokens")
+    assert opt["value"][-1] == pytest.approx(9.768875, abs=1e-6)
+    t5 = pl.read_csv(
+        SHARED / "hitchhiker" / "aggregated_eval" / "t5_pile.csv", columns=["model_name", "steps", "val_perplexity"]
+    )
+    last = t5.filter(pl.col("model_name") == "xxl").sort("steps")[-1]
+    row = bundled.filter((pl.col("run_id") == "pile-t5-xxl") & (pl.col("step") == last["steps"][0]))
+    assert row["value"][0] == pytest.approx(np.log2(last["val_perplexity"][0]), rel=1e-12)
