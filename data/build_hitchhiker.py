@@ -283,7 +283,7 @@ def revisiting(folder: Path) -> pl.DataFrame:
 
 
 def llm360(folder: Path) -> pl.DataFrame:
-    """LLM360: Mamba-3B training loss (step x 500B/176703 tokens) and K2-65B training loss."""
+    """LLM360: Mamba-3B training loss (step x 500B/176703 tokens), K2-65B training loss and Amber-7B evals."""
     mamba = pl.read_csv(folder / "aggregated_eval" / "llm360Mamba3B.csv").select(
         pl.lit("LLM360Mamba3B").alias("run_id"),
         pl.lit(3e9).alias("params"),
@@ -317,7 +317,40 @@ def llm360(folder: Path) -> pl.DataFrame:
         source="LLM360 arXiv:2312.06550",
         scaled_set=None,
     )
-    return pl.concat([mamba, k2], how="diagonal")
+    return pl.concat([mamba, k2, amber(folder)], how="diagonal")
+
+
+AMBER_CHECKPOINTS = 360  # ckpt_000 ... ckpt_359 over 1.25T tokens (LLM360 Amber model card)
+
+
+def amber(folder: Path) -> pl.DataFrame:
+    """LLM360 Amber-7B from the partial W&B exports (the training-loss export is missing): target = mean of log2 of
+    the per-domain Pile perplexities; W&B `Step` is the checkpoint index, tokens = index / 359 x 1.25T."""
+    exports = sorted((folder / "raw_data" / "lm360" / "Amber").glob("*.csv"))
+    columns = []
+    for export in exports:
+        raw = pl.read_csv(export)
+        metric = raw.columns[1]
+        if metric.startswith("perplexity_eval"):
+            columns.append(raw.select(pl.col("Step"), pl.col(metric).log(2).alias(metric)))
+    wide = columns[0]
+    for more in columns[1:]:
+        wide = wide.join(more, on="Step", how="full", coalesce=True)
+    frame = wide.select(
+        pl.lit("Amber").alias("run_id"),
+        pl.lit(6.7e9).alias("params"),
+        (pl.col("Step") / (AMBER_CHECKPOINTS - 1) * 1.25e12).alias("tokens"),
+        pl.col("Step").cast(pl.Int64).alias("step"),
+        pl.mean_horizontal([c for c in wide.columns if c != "Step"]).alias("value"),
+    ).filter(pl.col("tokens") != 0, pl.col("value").is_not_null())
+    return _rows(
+        frame,
+        model_type="Lamma",
+        corpus="LLM360/AmberDatasets",
+        arch="dec",
+        source="LLM360 arXiv:2312.06550",
+        scaled_set=None,
+    )
 
 
 def bimix(folder: Path) -> pl.DataFrame:

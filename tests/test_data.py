@@ -109,7 +109,7 @@ BUNDLED_COUNTS = {
     "overtraining": (1040, 3, 104),
     "datablations": (296, 1, 296),
     "revisiting": (19595, 92, 92),
-    "hitchhiker": (74780, 50, 534),
+    "hitchhiker": (74957, 50, 535),
 }
 
 # Models per family of the rebuilt Hitchhiker collection (scaled families; ":unscaled" groups models outside one).
@@ -117,7 +117,7 @@ HITCHHIKER_FAMILY_MODELS = {
     **{f"GPT2-{corpus}-{epochs}": 3 for corpus in ("c4", "oscar") for epochs in (1, 2, 3, 4, 5, 7, 14, 44)},
     **{f"{corpus}{mix}": 1 for corpus in ("Pile", "SlimPajama") for mix in ("", "_CE_mix", "_DoReMi_mix",
                                                                            "_JE_mix", "_SE_mix", "_VNE_mix")},
-    "GPT2:unscaled": 247, "Lamma:unscaled": 1, "OPT": 6, "bloom": 5, "chinchilla": 43, "gpt3": 8, "lambda": 5,
+    "GPT2:unscaled": 247, "Lamma:unscaled": 2, "OPT": 6, "bloom": 5, "chinchilla": 43, "gpt3": 8, "lambda": 5,
     "lambda:unscaled": 5, "llm360Mamba": 1, "olmo": 2, "olmo:unscaled": 1, "opt": 8, "overtrain-C4": 6,
     "overtrain-RedPajama": 6, "overtrain-RefinedWeb": 6, "overtrain:unscaled": 86, "pythia": 8, "pythia-deduped": 8,
     "pythia-deduped-v0": 8, "pythia-v0": 8, "redPajama": 2, "t5-pile": 4,
