@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
@@ -101,9 +102,19 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}, first_problems
 
 
+# log10 condition number of the column-scaled J^T J beyond which a converged fit is reported ill-conditioned:
+# a parameter combination then moves the residuals by less than ~1e-7 of what the others do.
+UNDETERMINED_LOG10_COND = 14.0
+# A parameter whose unit change moves every prediction by less than this (relative) is not determined by
+# the data: its term has vanished over the data range (a coefficient ~0, an exponent so large or a
+# coefficient so small that the term is nil), so it could take any value. Column scaling hides this.
+UNDETERMINED_SENSITIVITY = 1e-6
+
+
 @functools.cache
 def _conditioning(law, objective, free):
-    """log10 condition number of the column-scaled J^T J at each task's best point."""
+    """Per task at its best point: log10 condition number of the column-scaled J^T J, and each free
+    parameter's sensitivity max_i |d pred_i / d theta_j| / |pred_i| (d log pred for log-space fits)."""
     residuals = Residuals(law, objective, free)
 
     def one(theta, problem):
@@ -111,7 +122,17 @@ def _conditioning(law, objective, free):
         hess = jac.T @ jac
         scale = jnp.sqrt(jnp.maximum(jnp.diag(hess), 1e-300))
         eig = jnp.linalg.eigvalsh(hess / scale[:, None] / scale[None, :])
-        return jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
+        log10_cond = jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
+
+        def prediction(th):
+            full = residuals.full(th, problem)
+            if objective.space == "log":
+                return law.log_predict(full, problem.feats)
+            return jnp.log(jnp.abs(law.predict(full, problem.feats)))
+
+        sens = jnp.abs(jax.jacfwd(prediction)(theta))  # [n_points, n_free]
+        sens = jnp.max(jnp.where((problem.coeff > 0)[:, None], sens, 0.0), axis=0)
+        return log10_cond, jnp.where(jnp.isfinite(sens), sens, 0.0)
 
     return jax.jit(jax.vmap(one))
 
@@ -126,21 +147,62 @@ class _Outcome:
     iterations: np.ndarray
     evaluations: np.ndarray
     log10_cond: float
+    sensitivity: np.ndarray  # [n_free] at the best restart
+
+
+def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, devices):
+    """`_run_stages` with the batch split over local devices, one host thread driving each.
+
+    Tasks are split when there are at least as many as devices, else the explicit restarts (one task
+    with a 4500-start grid); each part compacts on its own, so lanes stop independently.
+    """
+    n_tasks = packed["target"].shape[0]
+    starts = packed.get("starts")
+    if len(devices) > 1 and n_tasks >= len(devices):
+        axis = "tasks"
+        parts = [
+            {key: value[index] for key, value in packed.items()}
+            for index in np.array_split(np.arange(n_tasks), len(devices))
+        ]
+    elif len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
+        axis = "restarts"
+        parts = [
+            packed | {"starts": starts[:, index]} for index in np.array_split(np.arange(starts.shape[1]), len(devices))
+        ]
+    else:
+        return _run_stages(begin, advance, packed, max_steps, stage_steps)
+
+    def run(part, device):
+        placed = {key: jax.device_put(value, device) for key, value in part.items()}
+        return _run_stages(begin, advance, placed, max_steps, stage_steps)
+
+    with concurrent.futures.ThreadPoolExecutor(len(devices)) as pool:
+        results = list(pool.map(run, parts, devices))
+    join = 0 if axis == "tasks" else 1
+    out = {key: np.concatenate([r[0][key] for r in results], axis=join) for key in results[0][0]}
+    if axis == "tasks":
+        problems = jax.tree.map(
+            lambda *leaves: np.concatenate([np.asarray(x) for x in leaves]), *[r[1] for r in results]
+        )
+    else:
+        problems = results[0][1]
+    return out, problems
 
 
 def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int):
     begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
-    per_chunk = max(1, chunk_lanes // (grp.n_restarts * grp.n_pad))
+    devices = jax.local_devices()
+    per_chunk = max(1, len(devices) * chunk_lanes // (grp.n_restarts * grp.n_pad))
     outcomes = []
     for first in range(0, len(grp.members), per_chunk):
         members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
-        out, problems = _run_stages(begin, advance, packed, max_steps, stage_steps)
+        out, problems = _run_on_devices(begin, advance, packed, max_steps, stage_steps, devices)
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
-        cond = np.asarray(conditioning(best_theta, problems))
+        cond, sensitivity = (np.asarray(x) for x in conditioning(best_theta, problems))
         for row in range(len(members)):
             outcomes.append(
                 _Outcome(
@@ -150,6 +212,7 @@ def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int
                     out["iterations"][row],
                     out["evaluations"][row],
                     float(cond[row]),
+                    sensitivity[row],
                 )
             )
     return outcomes
@@ -202,15 +265,28 @@ def _row(
     theta = np.array(item.theta_fixed, dtype=np.float64)
     theta[list(item.free)] = outcome.theta[best]
     code = Status(int(outcome.status[best]))
+    message = None
+    free_theta = outcome.theta[best]
+    lower = np.asarray(law.lower)[list(item.free)]
+    upper = np.asarray(law.upper)[list(item.free)]
+    tol = 1e-9 * (1 + np.abs(free_theta))
+    loose = [law.param_names[item.free[j]] for j in np.flatnonzero(outcome.sensitivity < UNDETERMINED_SENSITIVITY)]
     if not np.isfinite(best_value):
         code = Status.NON_FINITE
-    elif code == Status.CONVERGED:
-        free_theta = outcome.theta[best]
-        lower = np.asarray(law.lower)[list(item.free)]
-        upper = np.asarray(law.upper)[list(item.free)]
-        tol = 1e-9 * (1 + np.abs(free_theta))
-        if np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
-            code = Status.BOUND_HIT
+    elif code != Status.CONVERGED:
+        pass
+    elif np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
+        code = Status.BOUND_HIT
+    elif loose or not outcome.log10_cond < UNDETERMINED_LOG10_COND:
+        # The optimum is flat along some direction: the data do not determine every parameter, so the
+        # numbers are not to be trusted (and a better optimum may lie elsewhere).
+        code = Status.ILL_CONDITIONED
+        message = (
+            f"not determined by the data: {', '.join(loose)} (a unit change moves the fit by "
+            f"< {UNDETERMINED_SENSITIVITY:g})"
+            if loose
+            else f"ill-conditioned optimum (log10 cond {outcome.log10_cond:.1f})"
+        )
     n_at_best = int(np.sum(objective <= best_value * (1 + at_best_rtol) + 1e-300)) if np.isfinite(best_value) else 0
     row |= law.natural(theta) if np.isfinite(best_value) else {}
     row |= {
@@ -223,7 +299,7 @@ def _row(
         "n_restarts": int(objective.size),
         "n_at_best": n_at_best,
         "log10_cond": outcome.log10_cond if np.isfinite(outcome.log10_cond) else None,
-        "message": None,
+        "message": message,
         "params": theta.tolist(),
     }
     if keep_restarts:

@@ -22,6 +22,7 @@ _TINY = 1e-300
 class LMState(eqx.Module):
     theta: jax.Array  # [n_free]
     f: jax.Array  # 0.5 ||s||^2
+    f0: jax.Array  # f at the start (an exact fit is one that removed all but rounding of it)
     grad: jax.Array  # J^T s  [n_free]
     hess: jax.Array  # J^T J  [n_free, n_free]
     scale: jax.Array  # running max of diag(J^T J)  [n_free]
@@ -50,6 +51,7 @@ class LevenbergMarquardt(Box):
         return LMState(
             theta=theta,
             f=f,
+            f0=f,
             grad=grad,
             hess=hess,
             scale=jnp.maximum(jnp.diag(hess), _TINY),
@@ -84,6 +86,7 @@ class LevenbergMarquardt(Box):
         new = LMState(
             theta=jnp.where(accept, trial, state.theta),
             f=jnp.where(accept, f_trial, state.f),
+            f0=state.f0,
             grad=jnp.where(accept, grad_t, state.grad),
             hess=jnp.where(accept, hess_t, state.hess),
             scale=jnp.where(accept, jnp.maximum(state.scale, jnp.diag(hess_t)), state.scale),
@@ -100,8 +103,10 @@ class LevenbergMarquardt(Box):
             | (new.f <= 1e-30)
         )
         stalled = new.lam > self.lam_max
+        # Stalled at an exact fit: only rounding of f is left, so no step can be accepted.
+        exact = new.f <= 1e-20 * jnp.maximum(state.f0, 1.0)
         status = jnp.select(
-            [converged, stalled & (stationarity <= self.loose_gtol), stalled],
+            [converged, stalled & ((stationarity <= self.loose_gtol) | exact), stalled],
             [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],
             Status.RUNNING,
         )

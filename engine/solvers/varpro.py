@@ -105,6 +105,37 @@ def _separable_normal_equations(spec, feats, weights, y):
     return gram.reshape((-1, k, k)), rhs.reshape((-1, k))
 
 
+def _grid_local_minima(values, shape: tuple[int, ...]):
+    """values: [prod(shape)] on a C-ordered grid -> bool mask of strict local minima along every axis."""
+    cube = values.reshape(shape)
+    keep = jnp.isfinite(cube)
+    for axis in range(len(shape)):
+        pad = [(0, 0)] * len(shape)
+        pad[axis] = (1, 1)
+        padded = jnp.pad(cube, pad, constant_values=jnp.inf)
+        before = jax.lax.slice_in_dim(padded, 0, shape[axis], axis=axis)
+        after = jax.lax.slice_in_dim(padded, 2, shape[axis] + 2, axis=axis)
+        # Strictly below both neighbours (beyond rounding): flat plateaus, where a coefficient is pinned at
+        # zero and its exponent no longer matters, are not basins.
+        margin = cube + 1e-10 * jnp.abs(cube)
+        keep = keep & (margin < before) & (margin < after)
+    return keep.reshape(-1)
+
+
+def _cell_best(values, shape: tuple[int, ...], n_cells: int):
+    """values: [prod(shape)] on a C-ordered grid -> bool mask of the best point in each of about `n_cells`
+    equal blocks of the grid."""
+    blocks = max(1, round(n_cells ** (1.0 / len(shape))))
+    cell = jnp.zeros(shape, dtype=jnp.int32)
+    for axis, size in enumerate(shape):
+        index = jnp.arange(size) * min(blocks, size) // size
+        cell = cell * min(blocks, size) + jnp.expand_dims(index, tuple(a for a in range(len(shape)) if a != axis))
+    cell = cell.reshape(-1)
+    n_segments = int(np.prod([min(blocks, size) for size in shape]))
+    best = jax.ops.segment_min(values, cell, num_segments=n_segments)
+    return jnp.isfinite(values) & (values <= best[cell])
+
+
 def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64, batch_size: int = 1024):
     """Best `n_starts` starting points for ONE task.
 
@@ -134,10 +165,14 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
 
         coefs, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
 
-    # The best points by the least-squares surrogate, re-ranked by the true objective (with a robust
-    # loss the two can prefer different basins).
+    # Candidates, in this order: the strict local minima of the surrogate on the grid (one per basin), the
+    # best point of each coarse cell of the grid (spread: a robust loss can prefer a basin the least-squares
+    # surrogate does not even have), then the best remaining points. Re-ranked by the true objective below.
     ssrs = jnp.where(jnp.isfinite(ssrs), ssrs, jnp.inf)
-    _, top = jax.lax.top_k(-ssrs, min(n_candidates, grid.shape[0]))
+    shape = tuple(len(axis) for axis in spec.grid)
+    tier = jnp.where(_grid_local_minima(ssrs, shape), 0, jnp.where(_cell_best(ssrs, shape, n_candidates), 1, 2))
+    order = jnp.lexsort((ssrs, tier))
+    top = order[: min(n_candidates, grid.shape[0])]
 
     def candidate(i):
         coef = coefs[i]
