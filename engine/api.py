@@ -51,6 +51,10 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro):
     return jax.jit(begin), jax.jit(advance)
 
 
+# Lanes x padded points per solver step below which finished lanes are not compacted away.
+COMPACT_MIN_WORK = 1 << 19
+
+
 def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     """Drive the loop in stages; between stages, once the running lanes fit a batch of at most 3/4
     of the current size (`compact_plan`), done lanes leave, so a few slow restarts do not make every
@@ -64,6 +68,7 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
     )
     first_problems = problems
     n_tasks, n_restarts = state.status.shape
+    n_pad = packed["target"].shape[1]
     out = {
         "theta": np.zeros((n_tasks * n_restarts,) + state.theta.shape[2:]),
         "objective": np.zeros(n_tasks * n_restarts),
@@ -92,6 +97,9 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
         running = np.asarray(state.status).reshape(-1) == Status.RUNNING
         if steps >= max_steps or not running.any():
             break
+        # Compacting pays only on big batches: each new shape costs a compile (or a cache load).
+        if running.size * n_pad < COMPACT_MIN_WORK:
+            continue
         index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape))
         if index.size * 4 <= running.size * 3:
             write_back(state, ~running & (origin >= 0))

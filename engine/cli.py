@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 
 def enable_compile_cache() -> None:
     """Persistent XLA compilation cache, so repeated jobs do not recompile."""
@@ -123,6 +125,96 @@ def _data_convert(args) -> int:
     return 0
 
 
+def _fit(args) -> int:
+    from . import fitjob
+    from .plots import fit_plots
+
+    frame = _read(args.file, args.map)
+    laws = tuple(name.strip() for name in args.law.split(",") if name.strip())
+    from lawfit import kernels
+
+    for name in laws:
+        kernels.get(name)  # unknown law: one-line error before any work
+    if args.delta <= 0:
+        raise ValueError(f"--delta: expected a positive number, got {args.delta}")
+    job = fitjob.FitJob(
+        laws=laws,
+        group_by=tuple(c.strip() for c in args.group_by.split(",") if c.strip()),
+        objective=args.objective,
+        delta=args.delta,
+        restarts=args.restarts,
+        solver=args.solver,
+        bootstrap=args.bootstrap,
+        holdout=args.holdout,
+        seed=args.seed,
+    )
+    results, points, notes = fitjob.run(frame, job)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results.write_parquet(out / "results.parquet")
+    points.write_parquet(out / "points.parquet")
+    plots = [] if args.no_plot else fit_plots(points, job.group_by, out)
+    if args.json:
+        print(json.dumps({"results": results.drop("job").to_dicts(), "notes": notes, "out": str(out)}, default=str))
+        return 0
+    for note in notes:
+        print(f"note: {note}")
+    _print_results(results, job)
+    print(f"wrote {out / 'results.parquet'}, {out / 'points.parquet'} and {len(plots)} plot(s)")
+    return 0
+
+
+def _read(file, mapping):
+    from lawfit.data.readers import read_observations
+
+    return read_observations(file, mapping)
+
+
+def _print_results(results, job) -> None:
+    from lawfit import kernels
+
+    for row in results.to_dicts():
+        law = kernels.get(row["law"])
+        group = ", ".join(f"{k}={row[k]}" for k in job.group_by) or "all rows"
+        parts = []
+        for name in law.param_names:
+            text = f"{name}={row[name]:.6g}" if row[name] is not None else f"{name}=?"
+            if job.bootstrap and row.get(f"{name}_lo") is not None and np.isfinite(row[f"{name}_lo"]):
+                text += f" [{row[f'{name}_lo']:.4g}, {row[f'{name}_hi']:.4g}]"
+            parts.append(text)
+        extra = f", held-out ARE {row['holdout_are_percent']:.2f}%" if row["holdout_are_percent"] is not None else ""
+        message = f" ({row['message']})" if row["message"] else ""
+        print(f"[{group}] {law.name}: {row['status']}{message}; {' '.join(parts)}{extra}")
+
+
+def _predict(args) -> int:
+    import polars as pl
+
+    from . import fitjob
+
+    path = Path(args.results)
+    if path.is_dir():
+        path = path / "results.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"no such results file: {path}")
+    try:
+        results = pl.read_parquet(path)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from err
+    if "theta" not in results.columns or "law" not in results.columns:
+        raise ValueError(f"{path} is not a lawfit results file (needs columns 'law' and 'theta')")
+    values = {k: v for k, v in (("params", args.params), ("tokens", args.tokens), ("flops", args.flops)) if v}
+    if not values and args.budget is None:
+        raise ValueError("predict: give --params/--tokens (or --flops) to predict at, or --budget for the optimum")
+    table = fitjob.predict(results, values, flops_budget=args.budget)
+    if args.json:
+        print(json.dumps(table.to_dicts(), default=str))
+    else:
+        with pl.Config(tbl_rows=500, tbl_cols=20, fmt_str_lengths=60):
+            print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lawfit", description="Fit scaling laws in bulk.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -135,6 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--varpro-starts", type=int, default=8)
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(run=_reproduce)
+
+    fit = sub.add_parser("fit", help="fit laws to every group of your own runs (CSV/Parquet/Arrow)")
+    fit.add_argument("file")
+    fit.add_argument("--law", required=True, help="law name(s), comma-separated (lawfit.laws.names())")
+    fit.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
+    fit.add_argument("--group-by", default="family,metric", help="columns that split the rows into fits")
+    fit.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
+    fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
+    fit.add_argument("--restarts", default="varpro", help="varpro (default), grid, or a number of random starts")
+    fit.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    fit.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile 95%% intervals")
+    fit.add_argument("--holdout", help="rows to hold out and predict, e.g. 'params>1e9'")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default="lawfit-out")
+    fit.add_argument("--no-plot", action="store_true")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(run=_fit)
+
+    pred = sub.add_parser("predict", help="predict from saved fit results")
+    pred.add_argument("results", help="results.parquet (or the --out folder of `lawfit fit`)")
+    pred.add_argument("--params", type=float)
+    pred.add_argument("--tokens", type=float)
+    pred.add_argument("--flops", type=float)
+    pred.add_argument("--budget", type=float, help="FLOP budget: compute-optimal N and D where the law allows")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(run=_predict)
 
     data = sub.add_parser("data", help="bundled datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -1,0 +1,256 @@
+"""Fit your own runs: every law on every group of an observation table in one batched job, with
+held-out extrapolation error and bootstrap intervals. Behind `lawfit fit` and `lawfit predict`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lawfit import kernels
+from lawfit.data.validate import find_issues
+
+from .api import fit_many
+from .types import Objective, Status, Task
+
+HOLDOUT = re.compile(r"^\s*(\w+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
+ALIASES = {"size": "params", "n": "params", "data": "tokens", "d": "tokens", "compute": "flops", "c": "flops"}
+GOOD = {Status.CONVERGED.label}
+
+
+def parse_holdout(spec: str | None) -> pl.Expr | None:
+    """`"params>1e9"` (or size/data/compute aliases) -> a Polars predicate selecting held-out rows."""
+    if not spec:
+        return None
+    match = HOLDOUT.match(spec)
+    if match is None:
+        raise ValueError(f"--holdout: expected COLUMN OP NUMBER like 'params>1e9', got {spec!r}")
+    column, op, number = match.groups()
+    column = ALIASES.get(column.lower(), column)
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"--holdout: {number!r} is not a number") from None
+    col = pl.col(column)
+    return {">": col > value, ">=": col >= value, "<": col < value, "<=": col <= value}[op]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitJob:
+    """What `lawfit fit` runs (written into every result row as provenance)."""
+
+    laws: tuple[str, ...]
+    group_by: tuple[str, ...] = ("family", "metric")
+    objective: str = "huber-log"
+    delta: float = 1e-3
+    restarts: str = "varpro"  # "varpro" (laws without a linear structure use "grid"), "grid", or a number
+    solver: str = "lm"
+    bootstrap: int = 0
+    holdout: str | None = None
+    seed: int = 0
+
+
+def _init(restarts: str):
+    if restarts in ("varpro", "grid"):
+        return restarts
+    try:
+        count = int(restarts)
+    except ValueError:
+        raise ValueError(
+            f"--restarts: expected 'grid', 'varpro' or a number of random starts, got {restarts!r}"
+        ) from None
+    if count < 1:
+        raise ValueError(f"--restarts: need at least 1 start, got {count}")
+    return count
+
+
+def prepare_frame(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, list[str]]:
+    """Check the table for the job: columns the laws need (an error naming them) and bad rows (dropped,
+    counted in the notes). Exact duplicate rows are dropped; rows sharing a key with different values are
+    kept as replicate measurements."""
+    laws = [kernels.get(name) for name in job.laws]
+    needed = sorted({name for law in laws for name in law.inputs} | {"value"})
+    if "flops" in needed and "flops" not in frame.columns and {"params", "tokens"} <= set(frame.columns):
+        frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
+    elif "flops" in frame.columns and {"params", "tokens"} <= set(frame.columns):
+        frame = frame.with_columns(pl.col("flops").fill_null(6.0 * pl.col("params") * pl.col("tokens")))
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        users = [law.name for law in laws if set(law.inputs) & set(missing)]
+        raise ValueError(
+            f"missing column(s) {missing} (needed by law(s) {users or list(job.laws)}); the table has {frame.columns}"
+        )
+    for column in job.group_by:
+        if column not in frame.columns:
+            raise ValueError(f"--group-by: no column {column!r}; the table has {frame.columns}")
+    notes = []
+    before = frame.height
+    frame = frame.unique(maintain_order=True)
+    if frame.height < before:
+        notes.append(f"{before - frame.height} exact duplicate row(s) dropped")
+    issues, bad = find_issues(
+        frame, required=tuple(needed), positive=tuple(c for c in ("params", "tokens", "flops") if c in needed)
+    )
+    for issue in issues:
+        if issue.problem.startswith("duplicate"):
+            notes.append(f"{issue.n_rows} row(s) share a key ({issue.column}): kept as replicate measurements")
+        else:
+            notes.append(f"dropped: {issue}")
+    return frame.filter(~bad), notes
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def run(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Fit every law on every group. Returns (results: one row per group x law, points: every row with
+    its prediction per law and whether it was held out, notes)."""
+    objective = Objective.parse(job.objective)
+    if objective.loss == "huber":
+        objective = dataclasses.replace(objective, delta=float(job.delta))
+    init = _init(job.restarts)
+    if job.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {job.bootstrap}")
+    laws = [kernels.get(name) for name in job.laws]
+    frame, notes = prepare_frame(frame, job)
+    heldout = parse_holdout(job.holdout)
+    frame = frame.with_columns((heldout if heldout is not None else pl.lit(False)).fill_null(False).alias("heldout"))
+    groups = frame.partition_by(list(job.group_by), as_dict=True, maintain_order=True) if job.group_by else {(): frame}
+    rng = np.random.default_rng(job.seed)
+    tasks: list[Task] = []
+    meta: list[dict[str, Any]] = []
+    for key, part in groups.items():
+        labels = dict(zip(job.group_by, key if isinstance(key, tuple) else (key,), strict=True))
+        train = part.filter(~pl.col("heldout"))
+        for law in laws:
+            # varpro needs a linear structure; laws without one start from their grid.
+            law_init = "grid" if init == "varpro" and law.varpro is None else init
+            inputs = train.select([pl.col(c).cast(pl.Float64) for c in law.inputs]).to_numpy()
+            target = train["value"].cast(pl.Float64).to_numpy()
+            tasks.append(
+                Task(
+                    law=law,
+                    inputs=inputs,
+                    target=target,
+                    objective=objective,
+                    init=law_init,
+                    seed=job.seed,
+                    labels=labels,
+                )
+            )
+            meta.append({"labels": labels, "law": law, "part": part})
+    if not tasks:
+        raise ValueError("nothing to fit: the table has no usable rows")
+    records = fit_many(tasks, solver=job.solver).to_dicts()
+    # Bootstrap: every resample of every fit in one more batched job, each started from its full-data
+    # optimum (the usual warm start; a resample's optimum lies near it).
+    boot_tasks, owner = [], []
+    for index, (task, row) in enumerate(zip(tasks, records, strict=True)):
+        n_points = len(task.target)
+        start = task.init if row["params"] is None else np.asarray(row["params"])[None, :]
+        for _ in range(job.bootstrap):
+            pick = rng.integers(0, n_points, n_points) if n_points else np.zeros(0, dtype=int)
+            boot_tasks.append(dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], init=start))
+            owner.append(index)
+    boot_records = fit_many(boot_tasks, solver=job.solver).to_dicts() if boot_tasks else []
+    by_owner: dict[int, list[dict]] = {}
+    for index, row in zip(owner, boot_records, strict=True):
+        by_owner.setdefault(index, []).append(row)
+    results, points = [], []
+    for i, (info, row) in enumerate(zip(meta, records, strict=True)):
+        law = info["law"]
+        boots = by_owner.get(i, [])
+        out = {**info["labels"], "law": law.name}
+        keep = ("status", "message", "objective", "n_points", "iterations", "n_restarts", "n_at_best", "log10_cond")
+        out |= {k: row[k] for k in keep}
+        with np.errstate(all="ignore"):
+            names = list(law.natural(np.ones(law.n_params)))
+        for name in names:
+            out[name] = row.get(name)
+        if job.bootstrap:
+            ok = [b for b in boots if b["status"] in GOOD]
+            out["bootstrap_ok"] = len(ok)
+            for name in names:
+                low, high = _percentiles(np.array([b.get(name) for b in ok], dtype=float))
+                out[f"{name}_lo"], out[f"{name}_hi"] = low, high
+        part = info["part"]
+        if row["params"] is not None:
+            x = part.select([pl.col(c).cast(pl.Float64) for c in law.inputs]).to_numpy()
+            with np.errstate(all="ignore"):
+                predicted = np.asarray(law.predict_raw(np.asarray(row["params"]), x), dtype=float)
+        else:
+            predicted = np.full(part.height, np.nan)
+        y = part["value"].cast(pl.Float64).to_numpy()
+        held = part["heldout"].to_numpy()
+        out["n_holdout"] = int(held.sum())
+        out["holdout_are_percent"] = (
+            float(100 * np.mean(np.abs(y[held] - predicted[held]) / np.abs(y[held]))) if held.any() else None
+        )
+        out["theta"] = row["params"]
+        out["job"] = repr(job)
+        results.append(out)
+        points.append(part.with_columns(pl.lit(law.name).alias("law"), pl.Series("predicted", predicted)))
+    table = pl.DataFrame(results, infer_schema_length=None)
+    return table, pl.concat(points, how="diagonal_relaxed"), notes
+
+
+def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: float | None = None) -> pl.DataFrame:
+    """Each result row's prediction at the given inputs (and the compute-optimal split of a FLOP budget
+    for laws that have one)."""
+    labels = results.columns[: results.columns.index("law")]
+    rows = []
+    for row in results.to_dicts():
+        law = kernels.get(row["law"])
+        out = {k: row[k] for k in labels} | {"law": law.name, "status": row["status"]}
+        point = dict(values)
+        if flops_budget is not None and law.name == "chinchilla" and row["theta"] is not None:
+            n_opt, d_opt = compute_optimal(row, flops_budget)
+            point = {"params": n_opt, "tokens": d_opt, "flops": flops_budget}
+            out |= {"params_opt": n_opt, "tokens_opt": d_opt}
+        if "flops" in law.inputs and "flops" not in point and {"params", "tokens"} <= set(point):
+            point["flops"] = 6.0 * point["params"] * point["tokens"]
+        absent = [name for name in law.inputs if name not in point]
+        if absent or row["theta"] is None:
+            out["prediction"] = None
+            out["note"] = f"law {law.name} needs {absent}" if absent else "no fitted parameters"
+        else:
+            x = np.array([[point[name] for name in law.inputs]], dtype=float)
+            out["prediction"] = float(np.asarray(law.predict_raw(np.asarray(row["theta"]), x))[0])
+            out["note"] = None if row["status"] in GOOD else f"fit status {row['status']}"
+        rows.append(out)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def compute_optimal(row: Mapping[str, Any], flops: float) -> tuple[float, float]:
+    """Chinchilla: minimise E + A/N^alpha + B/D^beta subject to C = 6 N D (Hoffmann et al. eq. 4)."""
+    a_coef, b_coef, alpha, beta = row["A"], row["B"], row["alpha"], row["beta"]
+    g = (alpha * a_coef / (beta * b_coef)) ** (1.0 / (alpha + beta))
+    n_opt = g * (flops / 6.0) ** (beta / (alpha + beta))
+    return float(n_opt), float(flops / (6.0 * n_opt))
+
+
+def fit_table(
+    data,
+    laws: Sequence[str] | str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    **options: Any,
+) -> pl.DataFrame:
+    """`lawfit fit` from Python: a Polars/Arrow/pandas table (column names mapped to the schema by
+    `columns`, e.g. {"params": "N", "tokens": "D", "value": "loss"}) -> one result row per group x law."""
+    from lawfit.data.readers import to_observations
+
+    from .api import _as_frame
+
+    frame = to_observations(_as_frame(data), columns)
+    job = FitJob(laws=(laws,) if isinstance(laws, str) else tuple(laws), **options)
+    return run(frame, job)[0]

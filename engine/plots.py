@@ -1,0 +1,67 @@
+"""Plots (matplotlib, optional extra `plot`): fitted laws over the data with held-out points marked,
+and relative residuals."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # the plot extra is optional
+        raise RuntimeError("plots need matplotlib: pip install 'lawfit[plot]'") from err
+    return plt
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "all"
+
+
+def fit_plots(points: pl.DataFrame, group_by: tuple[str, ...], out_dir: str | Path) -> list[Path]:
+    """One PNG per group: data and each law's predictions against the input that varies most (log axes),
+    held-out points hollow; below, relative residuals (prediction / observed - 1)."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    groups = points.partition_by(list(group_by), as_dict=True, maintain_order=True) if group_by else {(): points}
+    for key, part in groups.items():
+        key = key if isinstance(key, tuple) else (key,)
+        axes_by = [c for c in ("tokens", "params", "flops") if c in part.columns and part[c].n_unique() > 1]
+        x_name = max(axes_by, key=lambda c: part[c].n_unique()) if axes_by else "value"
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, height_ratios=(3, 1.4))
+        first = part.filter(pl.col("law") == part["law"][0])
+        x, y, held = first[x_name].to_numpy(), first["value"].to_numpy(), first["heldout"].to_numpy()
+        top.scatter(x[~held], y[~held], s=14, color="black", label="data (fit)")
+        if held.any():
+            top.scatter(x[held], y[held], s=30, facecolors="none", edgecolors="black", label="data (held out)")
+        for index, (law, rows) in enumerate(part.partition_by("law", as_dict=True, maintain_order=True).items()):
+            color = f"C{index}"
+            order = np.argsort(rows[x_name].to_numpy(), kind="stable")
+            px, pred = rows[x_name].to_numpy()[order], rows["predicted"].to_numpy()[order]
+            top.plot(px, pred, ".", ms=4, color=color, label=f"{law[0]} prediction")
+            bottom.plot(px, pred / rows["value"].to_numpy()[order] - 1.0, ".", ms=4, color=color)
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+        top.set_yscale("log")
+        top.set_ylabel("value")
+        bottom.axhline(0.0, color="grey", lw=0.8)
+        bottom.set_ylabel("relative residual")
+        bottom.set_xlabel(x_name)
+        title = ", ".join(f"{k}={v}" for k, v in zip(group_by, key, strict=True)) or "all rows"
+        top.set_title(title)
+        top.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"fit_{_slug(title)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
