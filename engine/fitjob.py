@@ -87,20 +87,24 @@ def prepare_frame(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, list[
     for column in job.group_by:
         if column not in frame.columns:
             raise ValueError(f"--group-by: no column {column!r}; the table has {frame.columns}")
+    if frame.height == 0:
+        raise ValueError("nothing to fit: the table has no rows")
     notes = []
     before = frame.height
     frame = frame.unique(maintain_order=True)
     if frame.height < before:
         notes.append(f"{before - frame.height} exact duplicate row(s) dropped")
-    issues, bad = find_issues(
-        frame, required=tuple(needed), positive=tuple(c for c in ("params", "tokens", "flops") if c in needed)
-    )
-    for issue in issues:
-        if issue.problem.startswith("duplicate"):
-            notes.append(f"{issue.n_rows} row(s) share a key ({issue.column}): kept as replicate measurements")
-        else:
-            notes.append(f"dropped: {issue}")
-    return frame.filter(~bad), notes
+    positive = tuple(c for c in ("params", "tokens", "flops") if c in needed)
+    issues, bad = find_issues(frame, required=tuple(needed), positive=positive)
+    notes += [f"dropped: {issue}" for issue in issues if not issue.problem.startswith("duplicate")]
+    key = [c for c in (*job.group_by, "run_id", "metric", *needed) if c in frame.columns and c != "value"]
+    replicates = int(frame.select(list(dict.fromkeys(key))).is_duplicated().sum())
+    if replicates:
+        notes.append(f"{replicates} row(s) share their inputs within a group: kept as replicate measurements")
+    frame = frame.filter(~bad)
+    if frame.height == 0:
+        raise ValueError(f"nothing to fit: every row was dropped ({'; '.join(notes)})")
+    return frame, notes
 
 
 def _percentiles(values: np.ndarray) -> tuple[float, float]:
