@@ -223,7 +223,10 @@ def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: fl
         if "flops" in law.inputs and "flops" not in point and {"params", "tokens"} <= set(point):
             point["flops"] = 6.0 * point["params"] * point["tokens"]
         absent = [name for name in law.inputs if name not in point]
-        if absent or row["theta"] is None:
+        if flops_budget is not None and law.name != "chinchilla" and not values:
+            out["prediction"] = None
+            out["note"] = f"no compute-optimal rule for law {law.name}"
+        elif absent or row["theta"] is None:
             out["prediction"] = None
             out["note"] = f"law {law.name} needs {absent}" if absent else "no fitted parameters"
         else:
