@@ -33,7 +33,11 @@ def _reproduce(args) -> int:
 
     if args.name != "chinchilla":
         raise SystemExit(f"lawfit reproduce: unknown target {args.name!r}; expected: chinchilla")
-    out = reproduce.chinchilla(solver=args.solver, init=args.init, varpro_starts=args.varpro_starts)
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
+    out = reproduce.chinchilla(
+        solver=args.solver, init=args.init, varpro_starts=args.varpro_starts, bootstrap=args.bootstrap, seed=args.seed
+    )
     if args.json:
         print(json.dumps(out))
         return 0
@@ -48,6 +52,16 @@ def _reproduce(args) -> int:
         ("solver", out["solver"]),
         ("seconds", f"{out['seconds']:.3f} on {out['devices']} {out['device']} device(s)"),
     ]
+    if args.bootstrap:
+        boot = out["bootstrap"]
+        for name, (low, high) in out["intervals"].items():
+            ref = out["reference_intervals"].get(name)
+            rows.append(
+                (f"{name} 95%", f"[{low:.4g}, {high:.4g}]" + (f"   (Epoch [{ref[0]}, {ref[1]}])" if ref else ""))
+            )
+        rows.append(
+            ("bootstrap", f"{boot['n_converged']}/{boot['n_resamples']} resamples converged, {boot['seconds']:.2f} s")
+        )
     _print_table(rows)
     return 0
 
@@ -226,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
     rep.add_argument("--varpro-starts", type=int, default=8)
     rep.add_argument("--json", action="store_true")
+    rep.add_argument("--bootstrap", type=int, default=0, help="resamples for Epoch-style percentile intervals")
+    rep.add_argument("--seed", type=int, default=0)
     rep.set_defaults(run=_reproduce)
 
     fit = sub.add_parser("fit", help="fit laws to every group of your own runs (CSV/Parquet/Arrow)")
