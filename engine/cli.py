@@ -31,8 +31,10 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
 def _reproduce(args) -> int:
     from . import reproduce
 
-    if args.name != "chinchilla":
-        raise SystemExit(f"lawfit reproduce: unknown target {args.name!r}; expected: chinchilla")
+    if args.name in ("overtraining", "datablations"):
+        out = getattr(reproduce, args.name)(solver=args.solver)
+        print(json.dumps(out, indent=None if args.json else 1))
+        return 0
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
     out = reproduce.chinchilla(
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
-    rep.add_argument("name", choices=["chinchilla"])
+    rep.add_argument("name", choices=["chinchilla", "overtraining", "datablations"])
     rep.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
     rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
     rep.add_argument("--varpro-starts", type=int, default=8)

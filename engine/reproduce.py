@@ -115,3 +115,150 @@ def _chinchilla_bootstrap(task, best: np.ndarray, solver: str, n_resamples: int,
         "intervals": intervals,
         "reference_intervals": {k: list(v) for k, v in CHINCHILLA_BOOTSTRAP_REFERENCE.items()},
     }
+
+
+# Gadre et al. 2024, scaling_explorer outputs (RedPajama, C4 eval loss, 17-task top-1 error).
+OVERTRAINING_REFERENCE = {
+    "rpj": {
+        "open_lm_1b/M=640": {"loss": 0.007103, "err17": 0.036365},
+        "open_lm_7b/M=20": {"loss": 0.007320, "err17": 0.000464},
+    },
+}
+_SMALL = ("d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8")
+_OVERTRAIN_TARGETS = (("open_lm_1b", 640.0), ("open_lm_7b", 20.0))
+
+
+def overtraining(solver: str = "lm") -> dict[str, Any]:
+    """Gadre et al.'s over-training law L = a N^eta + b 6^(eta/2) D^eta + E (D = M N) fitted by least squares
+    from the authors' 128-start grid on their 5 points per corpus (the 4 small models at M=20 and the
+    smallest at M=320), extrapolated to 1.4B at M=640 and 6.9B at M=20; and the downstream law
+    Err = eps - k exp(-gamma L) fitted on those points plus 1.4B at M=20, fed the predicted loss."""
+    data = datasets.load("overtraining")
+    loss = data.filter(pl.col("metric") == "c4_val")
+    err = data.filter(pl.col("metric") == "err_avg_17_subset").select("run_id", pl.col("value").alias("err"))
+    runs = loss.join(err, on="run_id", how="left").with_columns(
+        pl.col("family").str.replace("overtrain-", "").alias("corpus")
+    )
+    fit_rows = (pl.col("model").is_in(_SMALL) & (pl.col("token_multiplier") == 20.0)) | (
+        (pl.col("model") == _SMALL[0]) & (pl.col("token_multiplier") == 320.0)
+    )
+    corpora = sorted(runs["corpus"].unique().to_list())
+    objective = Objective("squared", space="raw")
+    loss_tasks, down_tasks = [], []
+    for corpus in corpora:
+        rows = runs.filter((pl.col("corpus") == corpus) & fit_rows)
+        loss_tasks += tasks_from_frame(rows, "overtraining", objective=objective, init="grid")
+        down = runs.filter(
+            (pl.col("corpus") == corpus)
+            & (fit_rows | ((pl.col("model") == "open_lm_1b") & (pl.col("token_multiplier") == 20.0)))
+        )
+        down_tasks += tasks_from_frame(
+            down.with_columns(pl.col("value").alias("loss")), "overtraining_downstream", target="err",
+            objective=objective, init="grid",
+        )  # fmt: skip
+    start = time.perf_counter()
+    loss_fits = fit_many(loss_tasks, solver=solver).to_dicts()
+    down_fits = fit_many(down_tasks, solver=solver).to_dicts()
+    seconds = time.perf_counter() - start
+    from lawfit import kernels
+
+    loss_law, down_law = kernels.get("overtraining"), kernels.get("overtraining_downstream")
+    out: dict[str, Any] = {"solver": solver, "seconds": seconds, "corpora": {}}
+    for corpus, fit, down in zip(corpora, loss_fits, down_fits, strict=True):
+        entry = {
+            "params": {k: fit[k] for k in ("a", "b", "eta", "E")},
+            "status": fit["status"],
+            "n_points": fit["n_points"],
+            "downstream": {k: down[k] for k in ("epsilon", "k", "gamma")} | {"status": down["status"]},
+            "targets": {},
+        }
+        for model, multiplier in _OVERTRAIN_TARGETS:
+            target = runs.filter(
+                (pl.col("corpus") == corpus) & (pl.col("model") == model) & (pl.col("token_multiplier") == multiplier)
+            )
+            if target.height == 0:
+                continue
+            x = target.select("params", "tokens").to_numpy()
+            predicted = float(np.asarray(loss_law.predict_raw(np.asarray(fit["params"]), x))[0])
+            actual = float(target["value"][0])
+            item = {
+                "loss": actual,
+                "loss_predicted": predicted,
+                "loss_relative_error": abs(predicted - actual) / actual,
+            }
+            if target["err"][0] is not None and down["params"] is not None:
+                err_pred = float(
+                    np.asarray(down_law.predict_raw(np.asarray(down["params"]), np.array([[predicted]])))[0]
+                )
+                item |= {
+                    "err17": float(target["err"][0]),
+                    "err17_predicted": err_pred,
+                    "err17_relative_error": abs(err_pred - target["err"][0]) / target["err"][0],
+                }
+            entry["targets"][f"{model}/M={multiplier:g}"] = item
+        out["corpora"][corpus] = entry
+    out["reference"] = OVERTRAINING_REFERENCE
+    return out
+
+
+# Muennighoff et al. 2023: base Chinchilla terms (their C4 refit, frozen) and the fitted decay constants.
+DATABLATIONS_BASE = {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596}
+DATABLATIONS_REFERENCE = {
+    "r_d": 15.387756,
+    "r_n": 5.309743,
+    "huber_sum": 0.015825936570763588,
+    "r2": 0.7722046084968408,
+}
+
+
+def datablations(solver: str = "lm") -> dict[str, Any]:
+    """The data-constrained law's R_D* and R_N* on the paper's 182 runs, with the Chinchilla terms frozen
+    at the authors' values: Huber(1e-3) sum on log residuals from their 16-start grid (0..20 each)."""
+    data = datasets.load("datablations").filter(pl.col("fit_subset"))
+    grid = np.array([(r_d, r_n) for r_d in np.linspace(0, 20, 4) for r_n in np.linspace(0, 20, 4)])
+    (task,) = tasks_from_frame(
+        data, "data_constrained", objective=Objective("huber", 1e-3, "log", "sum"), init=np.maximum(grid, 1e-3),
+        fixed=DATABLATIONS_BASE,
+    )  # fmt: skip
+    start = time.perf_counter()
+    row = fit_many([task], solver=solver, keep_restarts=True).row(0, named=True)
+    seconds = time.perf_counter() - start
+    from lawfit import kernels
+
+    law = kernels.get("data_constrained")
+    # The min(N, N_opt) kink makes the objective bumpy: report every local optimum the starts reach.
+    basins: dict[tuple[float, float], dict[str, Any]] = {}
+    restarts = zip(row["restart_params"], row["restart_objective"], row["restart_status"], strict=True)
+    for params, value, status in restarts:
+        if value is None:
+            continue
+        key = (round(params[-2], 1), round(params[-1], 2))
+        entry = basins.setdefault(
+            key, {"R_D_star": params[-2], "R_N_star": params[-1], "huber_sum": value, "status": status, "n_starts": 0}
+        )
+        entry["n_starts"] += 1
+    y = np.asarray(task.target)
+
+    def r_squared(r_d, r_n):
+        theta = np.asarray(row["params"], dtype=float)
+        theta[-2:] = r_d, r_n
+        with np.errstate(all="ignore"):
+            predicted = np.asarray(law.predict_raw(theta, np.asarray(task.inputs)))
+        return float(1.0 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2))
+
+    for entry in basins.values():
+        entry["r2"] = r_squared(entry["R_D_star"], entry["R_N_star"])
+    r2 = r_squared(row["r_d"], row["r_n"])
+    return {
+        "R_D_star": row["r_d"],
+        "R_N_star": row["r_n"],
+        "huber_sum": row["objective"],
+        "r2": r2,
+        "status": row["status"],
+        "n_points": row["n_points"],
+        "n_starts": row["n_restarts"],
+        "local_optima": sorted(basins.values(), key=lambda b: b["huber_sum"]),
+        "solver": solver,
+        "seconds": seconds,
+        "reference": DATABLATIONS_REFERENCE,
+    }
