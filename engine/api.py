@@ -321,8 +321,13 @@ def _row(
 
 
 def fit_many(
-    tasks: Sequence[Task],
+    tasks: Sequence[Task] | Any,
     *,
+    law: str | Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    group_by: Sequence[str] = (),
+    objective: Objective | str = DEFAULT_OBJECTIVE,
+    init: Any = "varpro",
     solver: str = "lm",
     max_steps: int | None = None,
     varpro_starts: int = 8,
@@ -343,7 +348,31 @@ def fit_many(
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
     stage_steps: solver steps between checks for finished lanes (which then leave the batch).
+
+    `tasks` may also be a table (Polars, Arrow, pandas or a dict of columns): then every law in `law` is
+    fitted to every group of rows (`group_by`), with `columns` mapping law inputs and "value" to column
+    names, `objective` and `init` for all of them (laws without a linear structure start from their grid
+    when init is "varpro"); the rows carry the law and the group labels.
     """
+    if not isinstance(tasks, Sequence) or (tasks and not isinstance(tasks[0], Task)):
+        if law is None:
+            raise ValueError("fit_many on a table needs law= (a law name or a list of them)")
+        mapping = dict(columns or {})
+        target = mapping.pop("value", "value")
+        laws = [law] if isinstance(law, str | kernels.Law) else list(law)
+        tasks = [
+            task
+            for name in laws
+            for task in tasks_from_frame(
+                tasks,
+                name,
+                columns=mapping,
+                target=target,
+                group_by=group_by,
+                objective=objective,
+                init="grid" if init == "varpro" and kernels.get(name).varpro is None else init,
+            )
+        ]
     if solver not in solvers.SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
     if varpro_starts < 1:

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import lawfit
 from lawfit import cli
 
 TRUTH = {"g1": (6.0, 7.0, 0.5, 0.34, 0.28), "g2": (5.5, 6.5, 0.6, 0.30, 0.33)}
@@ -85,6 +86,14 @@ def test_fit_from_python_table():
     )
     assert table["status"].to_list() == ["converged", "converged"]
     assert table["alpha"].to_list() == pytest.approx([0.34, 0.30], abs=0.03)
+    # The flat API takes the table too: every law on every group, in one call.
+    rows = lawfit.fit_many(
+        _runs().to_arrow(), law=["chinchilla", "kaplan_nd"], columns={"params": "N", "tokens": "D", "value": "loss"},
+        group_by=["group"],
+    )  # fmt: skip
+    assert rows.select("group", "law").rows() == [("g1", "chinchilla"), ("g2", "chinchilla"), ("g1", "kaplan_nd"),
+                                                  ("g2", "kaplan_nd")]  # fmt: skip
+    assert rows.filter(pl.col("law") == "chinchilla")["alpha"].to_list() == table["alpha"].to_list()
 
 
 def _has_pandas():
@@ -190,6 +199,7 @@ def test_degenerate_groups_get_statuses_and_good_groups_are_fitted(tmp_path, cap
         group("nan_rows", good.with_columns(_first(3, "loss", float("nan")))),
         group("negative_size", good.with_columns(_first(1, "N", -1.0))),
         group("dups", pl.concat([good, good.head(4)])),
+        group("tiny_losses", good.with_columns(pl.col("loss") * 1e-4)),  # losses near 0: log residuals are scale-free
         group("extreme", pl.DataFrame([
             {"N": n, "D": d, "loss": _loss(n, d, *theta) * np.exp(rng.normal(0, 0.002))}
             for n in [1e10, 3e10, 1e11, 3e11, 1e12, 1e13] for d in [1e13, 3e13, 1e14, 3e14, 1e15]
@@ -217,13 +227,14 @@ def test_degenerate_groups_get_statuses_and_good_groups_are_fitted(tmp_path, cap
     assert (
         rows["constant"]["status"] == "ill-conditioned" and "not determined by the data" in rows["constant"]["message"]
     )
-    for name in ("nan_rows", "negative_size", "dups", "extreme"):
+    for name in ("nan_rows", "negative_size", "dups", "extreme", "tiny_losses"):
         assert rows[name]["status"] == "converged", (name, rows[name])
     assert rows["nan_rows"]["n_points"] == good.height - 3
     assert rows["negative_size"]["n_points"] == good.height - 1
     # 4 rows repeated: 3 exact duplicates dropped; the first differs ("oops" in the original), which is dropped.
     assert rows["dups"]["n_points"] == good.height
     assert rows["extreme"]["alpha"] == pytest.approx(0.34, abs=0.03)
+    assert rows["tiny_losses"]["alpha"] == pytest.approx(rows["g1"]["alpha"], rel=1e-6)
     assert "3 exact duplicate row(s) dropped" in notes
     assert any("column 'value': non-finite value (NaN or inf) (3 rows)" in n for n in notes)
     assert any("column 'params': must be > 0" in n for n in notes)
