@@ -1,0 +1,153 @@
+"""The Hitchhiker's-guide fitting protocol (Choshen, Zhang, Andreas 2025), as recorded in the dataset's
+"Verified reproduction targets": per scaled family, target = the largest model; train on the k smallest
+others and on checkpoint prefixes q of their longest run; fit the Chinchilla form by least squares on the
+raw target from the Muennighoff start; score the absolute relative error (ARE) on the target.
+
+`cells` generates the fit tasks (which rows go into which fit) and is independent of the solver; `run`
+fits every cell of every family in one batched job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lawfit import kernels
+
+from .api import fit_many
+from .types import Objective, Task
+
+# (a, b, e, alpha, beta) of Muennighoff et al.'s Chinchilla refit: the protocol's single start.
+MUENNIGHOFF_START = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)
+FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+MAIN_FAMILIES = ("OPT", "gpt3", "t5-pile")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One setting of the protocol (written into every cell's provenance).
+
+    cut: train (and, with cut_test, test) rows need tokens > cut; test: "final" = the target's last
+    checkpoint(s), "last30" = its rows with tokens >= 0.7 x its maximum.
+    """
+
+    name: str = "main"
+    cut: float = 1e10
+    cut_test: bool = False
+    test: str = "final"
+
+
+VARIANTS = {
+    "main": Variant("main"),
+    "no-cut": Variant("no-cut", cut=0.0, test="last30"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    family: str
+    k: int
+    q: float
+    variant: str
+    train: pl.DataFrame  # rows of the k smallest models kept by the cuts
+    test: pl.DataFrame  # the target's scored rows
+
+    @property
+    def n_sizes(self) -> int:
+        """Distinct model sizes left after the cuts: the heatmap row the paper files the cell under."""
+        return self.train["params"].n_unique()
+
+
+def cells(family_rows: pl.DataFrame, family: str, variant: Variant) -> list[Cell]:
+    """Every (k, q) cell of one family. family_rows: the family's rows (params, tokens, value)."""
+    rows = family_rows.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
+    sizes = sorted(rows["params"].unique().to_list())
+    target_size, smaller = sizes[-1], sizes[:-1]
+    target = rows.filter(pl.col("params") == target_size)
+    if variant.cut_test:
+        target = target.filter(pl.col("tokens") > variant.cut)
+    top = target["tokens"].max()
+    test = target.filter(pl.col("tokens") >= (top if variant.test == "final" else 0.7 * top))
+    out = []
+    for k in range(2, len(smaller) + 1):
+        models = rows.filter(pl.col("params").is_in(smaller[:k]))
+        # One common maximum over the k models, taken before the cut (strict < and > below, as recorded).
+        t_max = models["tokens"].max()
+        for q in FRACTIONS:
+            train = models.filter((pl.col("tokens") > variant.cut) & (pl.col("tokens") < q * t_max))
+            out.append(Cell(family, k, q, variant.name, train, test))
+    return out
+
+
+def _law() -> kernels.Law:
+    base = kernels.get("chinchilla")
+    # The protocol bounds the exponents below at 0 and leaves the log-coefficients free.
+    return dataclasses.replace(
+        base, lower=(-np.inf, -np.inf, -np.inf, 0.0, 0.0), upper=(np.inf,) * 5, varpro=None, init_grid=base.init_grid
+    )
+
+
+def run(
+    data: pl.DataFrame,
+    families: Sequence[str] = MAIN_FAMILIES,
+    variants: Sequence[str] = ("main",),
+    solver: str = "lm",
+) -> tuple[list[dict[str, Any]], float]:
+    """Fit every cell of every family and variant in one `fit_many` call.
+
+    Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test; seconds).
+    """
+    import time
+
+    law = _law()
+    objective = Objective("squared", space="raw", reduction="sum")
+    start = np.asarray(MUENNIGHOFF_START)[None, :]
+    all_cells: list[Cell] = []
+    for variant in variants:
+        for family in families:
+            rows = data.filter(pl.col("family") == family)
+            if rows.height == 0:
+                raise ValueError(f"no family {family!r} in the data")
+            all_cells += cells(rows, family, VARIANTS[variant])
+    tasks = [
+        Task(
+            law=law,
+            inputs=cell.train.select("params", "tokens").to_numpy(),
+            target=cell.train["value"].to_numpy(),
+            objective=objective,
+            init=start,
+            labels={"family": cell.family, "k": cell.k, "q": cell.q, "variant": cell.variant},
+        )
+        for cell in all_cells
+    ]
+    began = time.perf_counter()
+    fitted = fit_many(tasks, solver=solver).to_dicts()
+    seconds = time.perf_counter() - began
+    out = []
+    for cell, row in zip(all_cells, fitted, strict=True):
+        are = None
+        if row["params"] is not None:
+            x = cell.test.select("params", "tokens").to_numpy()
+            y = cell.test["value"].to_numpy()
+            with np.errstate(all="ignore"):
+                predicted = np.asarray(law.predict_raw(np.asarray(row["params"]), x))
+            value = float(100 * np.mean(np.abs(y - predicted) / y))
+            are = value if np.isfinite(value) else None
+        out.append(
+            {
+                "variant": cell.variant,
+                "family": cell.family,
+                "k": cell.k,
+                "q": cell.q,
+                "n_sizes": cell.n_sizes,
+                "are_percent": are,
+                "status": row["status"],
+                "n_train": cell.train.height,
+                "n_test": cell.test.height,
+            }
+        )
+    return out, seconds
