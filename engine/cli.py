@@ -31,6 +31,8 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
 def _reproduce(args) -> int:
     from . import reproduce
 
+    if args.name == "hitchhiker":
+        return _reproduce_hitchhiker(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
         print(json.dumps(out, indent=None if args.json else 1))
@@ -141,6 +143,40 @@ def _data_convert(args) -> int:
     return 0
 
 
+def _reproduce_hitchhiker(args) -> int:
+    from . import datasets, hitchhiker
+
+    variants = tuple(v.strip() for v in args.variant.split(",")) if args.variant else tuple(hitchhiker.VARIANTS)
+    unknown = [v for v in variants if v not in hitchhiker.VARIANTS]
+    if unknown:
+        raise ValueError(f"--variant: unknown {unknown}; expected some of {list(hitchhiker.VARIANTS)}")
+    families = tuple(f.strip() for f in args.family.split(",")) if args.family else None
+    cells, seconds = hitchhiker.run(
+        datasets.load("hitchhiker"), families=families, variants=variants, solver=args.solver
+    )
+    plots = []
+    if args.plot:
+        from .plots import are_heatmaps
+
+        for variant in variants:
+            plots += are_heatmaps(cells, args.plot, variant)
+    if args.json:
+        print(json.dumps({"cells": cells, "n_cells": len(cells), "seconds": seconds, "plots": [str(p) for p in plots]}))
+        return 0
+    import polars as pl
+
+    table = pl.DataFrame(cells)
+    summary = table.group_by("variant", "family", maintain_order=True).agg(
+        pl.len().alias("cells"),
+        (pl.col("status") == "converged").sum().alias("converged"),
+        pl.col("are_percent").median().alias("median_are_percent"),
+    )
+    with pl.Config(tbl_rows=100):
+        print(summary)
+    print(f"{len(cells)} cells in {seconds:.2f} s; {len(plots)} heatmap(s) written")
+    return 0
+
+
 def _fit(args) -> int:
     from . import fitjob
     from .plots import fit_plots
@@ -237,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
-    rep.add_argument("name", choices=["chinchilla", "overtraining", "datablations"])
+    rep.add_argument("name", choices=["chinchilla", "hitchhiker", "overtraining", "datablations"])
+    rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
+    rep.add_argument("--variant", help="hitchhiker: main, no-cut, one-model (comma-separated; default all)")
+    rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
     rep.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
     rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
     rep.add_argument("--varpro-starts", type=int, default=8)

@@ -10,6 +10,7 @@ fits every cell of every family in one batched job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from .types import Objective, Task
 MUENNIGHOFF_START = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 MAIN_FAMILIES = ("OPT", "gpt3", "t5-pile")
+DEFAULT_FAMILIES = {"main": MAIN_FAMILIES, "no-cut": MAIN_FAMILIES, "one-model": ("OPT", "olmo")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +41,23 @@ class Variant:
     cut: float = 1e10
     cut_test: bool = False
     test: str = "final"
+    one_model: bool = False  # train on ONE smaller model at a time, with a and alpha fixed at the start
 
 
 VARIANTS = {
     "main": Variant("main"),
     "no-cut": Variant("no-cut", cut=0.0, test="last30"),
+    "one-model": Variant("one-model", cut_test=True, test="last30", one_model=True),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
     family: str
-    k: int
+    k: int  # number of train models (1 for one-model cells)
     q: float
     variant: str
+    train_model: float  # size of the largest train model
     train: pl.DataFrame  # rows of the k smallest models kept by the cuts
     test: pl.DataFrame  # the target's scored rows
 
@@ -72,17 +77,22 @@ def cells(family_rows: pl.DataFrame, family: str, variant: Variant) -> list[Cell
         target = target.filter(pl.col("tokens") > variant.cut)
     top = target["tokens"].max()
     test = target.filter(pl.col("tokens") >= (top if variant.test == "final" else 0.7 * top))
+    if variant.one_model:  # every model on its own, the target too (its own early checkpoints)
+        choices = [(1, [size]) for size in sizes]
+    else:
+        choices = [(k, smaller[:k]) for k in range(2, len(smaller) + 1)]
     out = []
-    for k in range(2, len(smaller) + 1):
-        models = rows.filter(pl.col("params").is_in(smaller[:k]))
+    for k, train_sizes in choices:
+        models = rows.filter(pl.col("params").is_in(train_sizes))
         # One common maximum over the k models, taken before the cut (strict < and > below, as recorded).
         t_max = models["tokens"].max()
         for q in FRACTIONS:
             train = models.filter((pl.col("tokens") > variant.cut) & (pl.col("tokens") < q * t_max))
-            out.append(Cell(family, k, q, variant.name, train, test))
+            out.append(Cell(family, k, q, variant.name, train_sizes[-1], train, test))
     return out
 
 
+@functools.cache
 def _law() -> kernels.Law:
     base = kernels.get("chinchilla")
     # The protocol bounds the exponents below at 0 and leaves the log-coefficients free.
@@ -93,11 +103,12 @@ def _law() -> kernels.Law:
 
 def run(
     data: pl.DataFrame,
-    families: Sequence[str] = MAIN_FAMILIES,
-    variants: Sequence[str] = ("main",),
+    families: Sequence[str] | None = None,
+    variants: Sequence[str] = ("main", "no-cut", "one-model"),
     solver: str = "lm",
 ) -> tuple[list[dict[str, Any]], float]:
-    """Fit every cell of every family and variant in one `fit_many` call.
+    """Fit every cell of every family and variant in one `fit_many` call (families: the given ones, else
+    each variant's defaults: OPT, GPT-3 and T5-Pile; OPT and OLMo for one-model).
 
     Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test; seconds).
     """
@@ -108,18 +119,21 @@ def run(
     start = np.asarray(MUENNIGHOFF_START)[None, :]
     all_cells: list[Cell] = []
     for variant in variants:
-        for family in families:
+        for family in families or DEFAULT_FAMILIES[variant]:
             rows = data.filter(pl.col("family") == family)
             if rows.height == 0:
                 raise ValueError(f"no family {family!r} in the data")
             all_cells += cells(rows, family, VARIANTS[variant])
+    # One-model fits hold a and alpha at the start (one size cannot determine the N term).
+    fixed = {"a": MUENNIGHOFF_START[0], "alpha": MUENNIGHOFF_START[3]}
     tasks = [
         Task(
             law=law,
             inputs=cell.train.select("params", "tokens").to_numpy(),
             target=cell.train["value"].to_numpy(),
             objective=objective,
-            init=start,
+            init=start[:, [1, 2, 4]] if VARIANTS[cell.variant].one_model else start,
+            fixed=fixed if VARIANTS[cell.variant].one_model else None,
             labels={"family": cell.family, "k": cell.k, "q": cell.q, "variant": cell.variant},
         )
         for cell in all_cells
@@ -143,6 +157,7 @@ def run(
                 "family": cell.family,
                 "k": cell.k,
                 "q": cell.q,
+                "train_model": cell.train_model,
                 "n_sizes": cell.n_sizes,
                 "are_percent": are,
                 "status": row["status"],

@@ -161,6 +161,10 @@ class Group:
     members: list[Prepared]
 
 
+# Lanes x padded points up to which buckets of one program are merged into one padded batch.
+MERGE_WORK = 1 << 21
+
+
 def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
     buckets: dict[tuple, list[Prepared]] = defaultdict(list)
     for item in prepared:
@@ -175,8 +179,26 @@ def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
             bucket_size(item.n_points),
         )
         buckets[key].append(item)
+    # Small buckets of the same program merge upwards (padded to the larger length) while the merged
+    # batch stays cheap and mostly real points: a compile costs seconds, a few million padded
+    # lane-points a step cost milliseconds.
+    merged: dict[tuple, list[Prepared]] = {}
+    own_work: dict[tuple, int] = {}
+    for key in sorted(buckets, key=lambda k: (str(k[:6]), k[6])):
+        family, work = key[:6], len(buckets[key]) * key[5] * key[6]
+        open_key = next((k for k in merged if len(k) == 7 and k[:6] == family), None)
+        if open_key is not None:
+            members = merged[open_key] + buckets[key]
+            padded = len(members) * key[5] * key[6]
+            if padded <= MERGE_WORK and padded <= 2 * (own_work[open_key] + work):
+                del merged[open_key]
+                merged[key], own_work[key] = members, own_work.pop(open_key) + work
+                continue
+            # The open bucket is full: it stays as it is, this one starts a new one.
+            merged[open_key + ("closed",)] = merged.pop(open_key)
+        merged[key], own_work[key] = buckets[key], work
     groups = []
-    for key, members in buckets.items():
+    for key, members in merged.items():
         first = members[0]
         groups.append(
             Group(

@@ -65,3 +65,39 @@ def fit_plots(points: pl.DataFrame, group_by: tuple[str, ...], out_dir: str | Pa
         plt.close(fig)
         written.append(path)
     return written
+
+
+def are_heatmaps(cells: list[dict], out_dir: str | Path, variant: str = "main") -> list[Path]:
+    """One heatmap per family like the paper's: rows = number of train models k, columns = the fraction q
+    of the longest train run, cells = ARE (%) on the target, annotated; blank where the fit failed."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pl.DataFrame(cells).filter(pl.col("variant") == variant)
+    written = []
+    for family in table["family"].unique(maintain_order=True).to_list():
+        part = table.filter(pl.col("family") == family)
+        rows = sorted(part["k"].unique().to_list())
+        cols = sorted(part["q"].unique().to_list())
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for cell in part.iter_rows(named=True):
+            if cell["are_percent"] is not None:
+                grid[rows.index(cell["k"]), cols.index(cell["q"])] = cell["are_percent"]
+        fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(cols), 1.0 + 0.55 * len(rows)))
+        image = ax.imshow(np.minimum(grid, 50.0), cmap="RdYlGn_r", vmin=0.0, vmax=50.0, origin="lower", aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if np.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(cols)), [f"{q:g}" for q in cols])
+        ax.set_yticks(range(len(rows)), [str(k) for k in rows])
+        ax.set_xlabel("fraction of training (q)")
+        ax.set_ylabel("models in the fit (k)")
+        ax.set_title(f"{family} ({variant}): ARE % on the largest model")
+        fig.colorbar(image, ax=ax, label="ARE % (clipped at 50)")
+        fig.tight_layout()
+        path = out_dir / f"hitchhiker_{variant}_{_slug(family)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

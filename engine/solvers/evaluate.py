@@ -23,6 +23,9 @@ import jax.numpy as jnp
 from ..objectives import residual_and_slope
 from ..types import Objective
 
+# Target length of the elementwise loops: lanes x points handled per scan step.
+BLOCK_WIDTH = 2048
+
 
 class Evaluator(eqx.Module):
     """Per-lane f, g (and J^T J) for a batch of tasks x restarts.
@@ -81,17 +84,35 @@ class Evaluator(eqx.Module):
             else [(i, size - 1) for i in range(size)]
         )
 
-        def body(acc, point):
-            feats, target, coeff = point  # [tasks, m], [tasks], [tasks]
-            pred, jac = self._prediction_and_jacobian(theta_lanes, per_lane(feats))
-            s, slope = residual_and_slope(self.objective, per_lane(target), pred, per_lane(coeff))
-            rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes]
-            return tuple(total + rows[i] * rows[j] for total, (i, j) in zip(acc, pairs, strict=True)), None
-
         lanes = n_tasks * n_restarts
+        n_pad = problems.target.shape[1]
+        # Few lanes over long series (learning curves of thousands of checkpoints): each scan step takes
+        # a block of points so the elementwise loops stay long; lanes x block is flattened to one axis.
+        block = 1
+        while block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
+            block *= 2
+        theta_rows = tuple(jnp.repeat(row, block) for row in theta_lanes) if block > 1 else theta_lanes
+
+        def body(acc, point):
+            feats, target, coeff = point  # [tasks, block, m], [tasks, block], [tasks, block]
+            feats = per_lane(feats).reshape(lanes * block, -1)
+            target, coeff = per_lane(target).reshape(-1), per_lane(coeff).reshape(-1)
+            pred, jac = self._prediction_and_jacobian(theta_rows, feats)
+            s, slope = residual_and_slope(self.objective, target, pred, coeff)
+            rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes * block]
+            products = [rows[i] * rows[j] for i, j in pairs]
+            if block > 1:
+                products = [p.reshape(lanes, block).sum(axis=1) for p in products]
+            return tuple(total + p for total, p in zip(acc, products, strict=True)), None
+
         acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
-        points = (jnp.moveaxis(problems.feats, 1, 0), problems.target.T, problems.coeff.T)
-        sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll)
+        n_steps = n_pad // block
+        points = (
+            jnp.moveaxis(problems.feats.reshape(n_tasks, n_steps, block, -1), 1, 0),
+            jnp.moveaxis(problems.target.reshape(n_tasks, n_steps, block), 1, 0),
+            jnp.moveaxis(problems.coeff.reshape(n_tasks, n_steps, block), 1, 0),
+        )
+        sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll if block == 1 else 1)
         matrix = [[None] * size for _ in range(size)]
         for total, (i, j) in zip(sums, pairs, strict=True):
             matrix[i][j] = matrix[j][i] = total.reshape(n_tasks, n_restarts)
