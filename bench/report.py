@@ -62,7 +62,37 @@ def pack_section(result: dict) -> list[str]:
     ]
 
 
-SECTIONS = {"chinchilla_grid": chinchilla_section, "pack": pack_section}
+def hitchhiker_section(result: dict) -> list[str]:
+    fig, machine = result["figures"], result["machine"]
+    lines = [
+        "## hitchhiker_grid — the Hitchhiker main grid (OPT, GPT-3, T5-Pile), engine vs scipy curve_fit loop",
+        "",
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, device `{machine['device']}`; "
+        f"jax {machine['versions']['jax']}, scipy {machine['versions']['scipy']}.",
+        "",
+        "| starts per cell | cells | engine s (warm) | scipy s | scipy ms / cell | speed-up | "
+        "cells within 0.1 ARE points of scipy | max difference (points) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("1_start", "16_starts"):
+        entry = fig[key]
+        lines.append(
+            f"| {entry['starts_per_cell']} | {entry['cells']} | {entry['engine_seconds_warm']:.3f} | "
+            f"{entry['scipy_seconds']:.2f} | {entry['scipy_ms_per_cell']:.1f} | {entry['speedup']:.1f}x | "
+            f"{entry['cells_within_0.1_points']}/{entry['cells_compared']} | {entry['max_are_difference_points']:.3g} |"
+        )
+    study = fig["study_16_starts"]
+    lines += [
+        "",
+        f"Whole study as one job ({', '.join(study['variants'])}; {study['cells']} cells x 16 starts = "
+        f"{study['fits']} fits): {study['engine_seconds_warm']:.2f} s warm, "
+        f"{study['engine_fits_per_second']:.0f} fits/s against scipy's {study['scipy_fits_per_second']:.0f} fits/s.",
+        "",
+    ]
+    return lines
+
+
+SECTIONS = {"chinchilla_grid": chinchilla_section, "pack": pack_section, "hitchhiker_grid": hitchhiker_section}
 
 
 def main() -> None:

@@ -106,9 +106,11 @@ def run(
     families: Sequence[str] | None = None,
     variants: Sequence[str] = ("main", "no-cut", "one-model"),
     solver: str = "lm",
+    starts: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """Fit every cell of every family and variant in one `fit_many` call (families: the given ones, else
-    each variant's defaults: OPT, GPT-3 and T5-Pile; OPT and OLMo for one-model).
+    each variant's defaults: OPT, GPT-3 and T5-Pile; OPT and OLMo for one-model). The best of `starts`
+    counts for each cell (one-model cells start from their free coordinates).
 
     Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test; seconds).
     """
@@ -116,7 +118,8 @@ def run(
 
     law = _law()
     objective = Objective("squared", space="raw", reduction="sum")
-    start = np.asarray(MUENNIGHOFF_START)[None, :]
+    # starts: [n_starts, 5] in (a, b, e, alpha, beta); the protocol's own is the Muennighoff start alone.
+    start = np.asarray(MUENNIGHOFF_START)[None, :] if starts is None else np.asarray(starts, dtype=float)
     all_cells: list[Cell] = []
     for variant in variants:
         for family in families or DEFAULT_FAMILIES[variant]:

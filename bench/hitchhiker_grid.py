@@ -1,0 +1,127 @@
+"""The Hitchhiker main grid (OPT, GPT-3, T5-Pile: 120 cells) through the engine against the same protocol
+with scipy curve_fit in a loop, in one run: the protocol's single Muennighoff start, and 16 starts per cell
+(the Muennighoff start plus 15 fixed random ones); then the whole study (main, no-cut and one-model
+variants, 300 cells) with 16 starts as one job.
+
+    python bench/hitchhiker_grid.py          # writes bench/results/hitchhiker_grid.json
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import polars as pl
+from common import write
+from scipy.optimize import curve_fit
+
+import lawfit
+from lawfit import hitchhiker
+
+
+def law(x, a, b, e, alpha, beta):
+    n, d = x
+    return np.exp(e) + np.exp(a) / n**alpha + np.exp(b) / d**beta
+
+
+def scipy_cell(cell, starts):
+    """curve_fit from every start (trf, alpha, beta >= 0; dogbox fallback as in the protocol); best SSR."""
+    x = (cell.train["params"].to_numpy(), cell.train["tokens"].to_numpy())
+    y = cell.train["value"].to_numpy()
+    if len(y) < 5:
+        return None
+    bounds = ([-np.inf, -np.inf, -np.inf, 0.0, 0.0], [np.inf] * 5)
+    best, best_ssr = None, np.inf
+    for start in starts:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                popt, _ = curve_fit(law, x, y, p0=start, bounds=bounds)
+            except RuntimeError:
+                try:
+                    popt, _ = curve_fit(
+                        law, x, y, p0=start, bounds=bounds, method="dogbox", x_scale=np.abs(start) + 1e-3
+                    )
+                except (RuntimeError, ValueError):
+                    continue
+            except ValueError:
+                continue
+            ssr = float(np.sum((law(x, *popt) - y) ** 2))
+        if np.isfinite(ssr) and ssr < best_ssr:
+            best, best_ssr = popt, ssr
+    if best is None:
+        return None
+    xt = (cell.test["params"].to_numpy(), cell.test["tokens"].to_numpy())
+    yt = cell.test["value"].to_numpy()
+    return float(100 * np.mean(np.abs(yt - law(xt, *best)) / yt))
+
+
+def engine(data, starts, variants=("main",), repeats=3):
+    hitchhiker.run(data, variants=variants, starts=starts)  # compile
+    runs = [hitchhiker.run(data, variants=variants, starts=starts) for _ in range(repeats)]
+    cells, seconds = min(runs, key=lambda r: r[1])
+    return cells, seconds
+
+
+def main() -> None:
+    data = lawfit.datasets.load("hitchhiker")
+    rng = np.random.default_rng(0)
+    p0 = np.asarray(hitchhiker.MUENNIGHOFF_START)
+    extra = np.column_stack(
+        [
+            p0[0] + rng.uniform(-2, 2, 15),
+            p0[1] + rng.uniform(-2, 2, 15),
+            p0[2] + rng.uniform(-0.5, 0.5, 15),
+            rng.uniform(0.1, 0.8, 15),
+            rng.uniform(0.1, 0.8, 15),
+        ]
+    )
+    sixteen = np.vstack([p0, extra])
+    figures = {}
+    cells = [c for f in hitchhiker.MAIN_FAMILIES for c in hitchhiker.cells(data.filter(pl.col("family") == f), f,
+                                                                            hitchhiker.VARIANTS["main"])]  # fmt: skip
+    for label, starts in (("1_start", p0[None, :]), ("16_starts", sixteen)):
+        ours, engine_seconds = engine(data, starts)
+        began = time.perf_counter()
+        theirs = [scipy_cell(cell, starts) for cell in cells]
+        scipy_seconds = time.perf_counter() - began
+        diffs = [abs(o["are_percent"] - t) for o, t in zip(ours, theirs, strict=True)
+                 if o["are_percent"] is not None and t is not None]  # fmt: skip
+        figures[label] = {
+            "cells": len(cells),
+            "starts_per_cell": len(starts),
+            "engine_seconds_warm": engine_seconds,
+            "scipy_seconds": scipy_seconds,
+            "scipy_ms_per_cell": 1e3 * scipy_seconds / len(cells),
+            "speedup": scipy_seconds / engine_seconds,
+            "cells_compared": len(diffs),
+            "cells_within_0.1_points": int(sum(d <= 0.1 for d in diffs)),
+            "max_are_difference_points": max(diffs),
+        }
+        print(
+            f"{label}: engine {engine_seconds:.3f} s, scipy curve_fit loop {scipy_seconds:.2f} s "
+            f"({1e3 * scipy_seconds / len(cells):.1f} ms/cell) -> {scipy_seconds / engine_seconds:.1f}x; "
+            f"{figures[label]['cells_within_0.1_points']}/{len(diffs)} cells within 0.1 ARE points of scipy"
+        )
+    study, seconds = engine(data, sixteen, variants=tuple(hitchhiker.VARIANTS), repeats=1)
+    n_fits = len(study) * len(sixteen)
+    scipy_fit_rate = figures["16_starts"]["cells"] * 16 / figures["16_starts"]["scipy_seconds"]
+    figures["study_16_starts"] = {
+        "cells": len(study),
+        "variants": list(hitchhiker.VARIANTS),
+        "fits": n_fits,
+        "engine_seconds_warm": seconds,
+        "engine_fits_per_second": n_fits / seconds,
+        "scipy_fits_per_second": scipy_fit_rate,
+    }
+    print(f"whole study ({len(study)} cells x 16 starts): {seconds:.2f} s, {n_fits / seconds:.0f} fits/s "
+          f"(scipy {scipy_fit_rate:.0f} fits/s)")  # fmt: skip
+    print("wrote", write("hitchhiker_grid", figures))
+
+
+if __name__ == "__main__":
+    from lawfit.cli import enable_compile_cache
+
+    enable_compile_cache()
+    main()
