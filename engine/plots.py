@@ -25,6 +25,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "all"
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def fit_plots(points: pl.DataFrame, group_by: tuple[str, ...], out_dir: str | Path) -> list[Path]:
     """One PNG per group: data and each law's predictions against the input that varies most (log axes),
     held-out points hollow; below, relative residuals (prediction / observed - 1)."""
@@ -59,11 +66,7 @@ def fit_plots(points: pl.DataFrame, group_by: tuple[str, ...], out_dir: str | Pa
         title = ", ".join(f"{k}={v}" for k, v in zip(group_by, key, strict=True)) or "all rows"
         top.set_title(title)
         top.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"fit_{_slug(title)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out_dir / f"fit_{_slug(title)}.png"))
     return written
 
 
@@ -95,9 +98,5 @@ def are_heatmaps(cells: list[dict], out_dir: str | Path, variant: str = "main") 
         ax.set_ylabel("models in the fit (k)")
         ax.set_title(f"{family} ({variant}): ARE % on the largest model")
         fig.colorbar(image, ax=ax, label="ARE % (clipped at 50)")
-        fig.tight_layout()
-        path = out_dir / f"hitchhiker_{variant}_{_slug(family)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out_dir / f"hitchhiker_{variant}_{_slug(family)}.png"))
     return written
