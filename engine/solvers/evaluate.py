@@ -95,8 +95,11 @@ class Evaluator(eqx.Module):
 
         def body(acc, point):
             feats, target, coeff = point  # [tasks, block, m], [tasks, block], [tasks, block]
-            feats = per_lane(feats).reshape(lanes * block, -1)
-            target, coeff = per_lane(target).reshape(-1), per_lane(coeff).reshape(-1)
+            if block > 1:  # flattened lanes x block: every lane needs its own copy of the block
+                feats, target, coeff = (jnp.repeat(x, n_restarts, axis=0) for x in (feats, target, coeff))
+                feats, target, coeff = feats.reshape(lanes * block, -1), target.reshape(-1), coeff.reshape(-1)
+            else:
+                feats, target, coeff = per_lane(feats[:, 0]), per_lane(target[:, 0]), per_lane(coeff[:, 0])
             pred, jac = self._prediction_and_jacobian(theta_rows, feats)
             s, slope = residual_and_slope(self.objective, target, pred, coeff)
             rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes * block]
