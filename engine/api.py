@@ -52,7 +52,7 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro):
 
 
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
-COMPACT_MIN_WORK = 1 << 19
+COMPACT_MIN_WORK = 1 << 14
 
 
 def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
