@@ -17,6 +17,7 @@ from lawfit import kernels
 
 from . import solvers
 from .plan import Group, TaskError, group, pack, prepare
+from .progress import Progress
 from .solvers.problem import Problem, Residuals
 from .types import Objective, Status, Task, status_label
 
@@ -197,7 +198,9 @@ def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, de
     return out, problems
 
 
-def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int):
+def _solve_group(
+    grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int, bar=None
+):
     begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
     devices = jax.local_devices()
@@ -207,6 +210,8 @@ def _solve_group(grp: Group, solver: str, options, max_steps: int, n_varpro: int
         members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
         out, problems = _run_on_devices(begin, advance, packed, max_steps, stage_steps, devices)
+        if bar is not None:
+            bar.update(len(members))
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
@@ -336,6 +341,7 @@ def fit_many(
     chunk_lanes: int = 1 << 22,
     stage_steps: int = 32,
     solver_options: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Fit every task; one result row per task, in the order given.
 
@@ -348,6 +354,7 @@ def fit_many(
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
     stage_steps: solver steps between checks for finished lanes (which then leave the batch).
+    progress: a progress bar (fits done, fits/s, ETA) on stderr; None = only on a terminal for >= 100 tasks.
 
     `tasks` may also be a table (Polars, Arrow, pandas or a dict of columns): then every law in `law` is
     fitted to every group of rows (`group_by`), with `columns` mapping law inputs and "value" to column
@@ -396,12 +403,14 @@ def fit_many(
             )
         except ValueError as err:
             raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
+    bar = Progress(len(prepared), progress)
     for grp in group(prepared, varpro_starts):
-        outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps)
+        outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps, bar)
         for item, outcome in zip(grp.members, outcomes, strict=True):
             rows[item.index] = _row(
                 item, outcome, solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts
             )
+    bar.close()
     return pl.from_dicts(rows, infer_schema_length=None)
 
 

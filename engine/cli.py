@@ -200,7 +200,7 @@ def _fit(args) -> int:
         holdout=args.holdout,
         seed=args.seed,
     )
-    results, points, notes = fitjob.run(frame, job)
+    results, points, notes = fitjob.run(frame, job, progress=False if args.quiet or args.json else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results.write_parquet(out / "results.parquet")
@@ -299,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default="lawfit-out")
     fit.add_argument("--no-plot", action="store_true")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(run=_fit)
 

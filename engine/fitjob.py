@@ -115,7 +115,7 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def run(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Fit every law on every group. Returns (results: one row per group x law, points: every row with
     its prediction per law and whether it was held out, notes)."""
     objective = Objective.parse(job.objective)
@@ -154,7 +154,7 @@ def run(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, pl.DataFrame, l
             meta.append({"labels": labels, "law": law, "part": part})
     if not tasks:
         raise ValueError("nothing to fit: the table has no usable rows")
-    records = fit_many(tasks, solver=job.solver).to_dicts()
+    records = fit_many(tasks, solver=job.solver, progress=progress).to_dicts()
     # Bootstrap: every resample of every fit in one more batched job, each started from its full-data
     # optimum (the usual warm start; a resample's optimum lies near it).
     boot_tasks, owner = [], []
@@ -165,7 +165,7 @@ def run(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, pl.DataFrame, l
             pick = rng.integers(0, n_points, n_points) if n_points else np.zeros(0, dtype=int)
             boot_tasks.append(dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], init=start))
             owner.append(index)
-    boot_records = fit_many(boot_tasks, solver=job.solver).to_dicts() if boot_tasks else []
+    boot_records = fit_many(boot_tasks, solver=job.solver, progress=progress).to_dicts() if boot_tasks else []
     by_owner: dict[int, list[dict]] = {}
     for index, row in zip(owner, boot_records, strict=True):
         by_owner.setdefault(index, []).append(row)

@@ -201,3 +201,17 @@ def test_task_objects_accept_numpy():
     out = lawfit.fit_many([task])
     assert out["status"][0] == "converged"
     assert out["alpha"][0] == pytest.approx(0.2, rel=1e-6)
+
+
+def test_progress_bar_reports_rate_and_eta(capsys):
+    rng = np.random.default_rng(11)
+    tasks = []
+    for _ in range(3):
+        x = np.exp(rng.uniform(40, 48, 20))
+        tasks.append(Task(law="compute", inputs=x[:, None], target=1.7 + np.exp(9.0) * x**-0.2, init="varpro",
+                          objective=Objective("squared", space="log")))  # fmt: skip
+    lawfit.fit_many(tasks, progress=True)
+    err = capsys.readouterr().err
+    assert "fits/s" in err and "ETA" in err and "3/3 fits in" in err
+    lawfit.fit_many(tasks, progress=False)
+    assert capsys.readouterr().err == ""
