@@ -34,6 +34,14 @@ def chinchilla_log_predict_jac(theta, feats):
     return top + jnp.log(total), (w1, w2, w3, -w1 * log_n, -w2 * log_d)
 
 
+def chinchilla_predict_jac(theta, feats):
+    """L and dL / d(a, b, e, alpha, beta): the three terms and the exponents' log-input weights."""
+    a, b, e, alpha, beta = theta[0], theta[1], theta[2], theta[3], theta[4]
+    log_n, log_d = feats[:, 0], feats[:, 1]
+    t1, t2, t3 = jnp.exp(a - alpha * log_n), jnp.exp(b - beta * log_d), jnp.exp(e + 0.0 * log_n)
+    return t1 + t2 + t3, (t1, t2, t3, -t1 * log_n, -t2 * log_d)
+
+
 def chinchilla_predict(theta, feats):
     """L(N, D) = E + A / N^alpha + B / D^beta with A = e^a, B = e^b, E = e^e.
 
@@ -73,6 +81,7 @@ chinchilla = Law(
     predict=chinchilla_predict,
     log_predict=chinchilla_log_predict,
     log_predict_jac=chinchilla_log_predict_jac,
+    predict_jac=chinchilla_predict_jac,
     formula="L = E + A/N^alpha + B/D^beta  (A=e^a, B=e^b, E=e^e)",
     reference="Hoffmann et al. 2022, arXiv:2203.15556; Besiroglu et al. 2024, arXiv:2404.10102",
     # The Hoffmann/Epoch 4500-start grid.

@@ -143,6 +143,11 @@ def test_chinchilla_analytic_jacobian_matches_autodiff():
     auto = jax.jacfwd(law.log_predict)(jnp.asarray(theta), feats)
     np.testing.assert_allclose(np.asarray(value), np.asarray(law.log_predict(jnp.asarray(theta), feats)), rtol=1e-13)
     np.testing.assert_allclose(np.stack([np.asarray(j) for j in jac], 1), np.asarray(auto), rtol=1e-10, atol=1e-14)
+    # The raw-space pair (used by least squares on the raw target, e.g. the Hitchhiker protocol).
+    value, jac = law.predict_jac(jnp.asarray(theta), feats)
+    auto = jax.jacfwd(law.predict)(jnp.asarray(theta), feats)
+    np.testing.assert_allclose(np.asarray(value), np.asarray(law.predict(jnp.asarray(theta), feats)), rtol=1e-13)
+    np.testing.assert_allclose(np.stack([np.asarray(j) for j in jac], 1), np.asarray(auto), rtol=1e-10, atol=1e-14)
 
 
 def test_derived_and_registry():

@@ -23,8 +23,10 @@ import jax.numpy as jnp
 from ..objectives import residual_and_slope
 from ..types import Objective
 
-# Target length of the elementwise loops: lanes x points handled per scan step.
-BLOCK_WIDTH = 2048
+# Below BLOCKED_LANES lanes, each scan step takes a block of points so that lanes x block is up to
+# BLOCK_WIDTH (long learning curves on few lanes); with more lanes one point per step was fastest.
+BLOCKED_LANES = 1024
+BLOCK_WIDTH = 1 << 17
 
 
 class Evaluator(eqx.Module):
@@ -89,7 +91,7 @@ class Evaluator(eqx.Module):
         # Few lanes over long series (learning curves of thousands of checkpoints): each scan step takes
         # a block of points so the elementwise loops stay long; lanes x block is flattened to one axis.
         block = 1
-        while block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
+        while lanes < BLOCKED_LANES and block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
             block *= 2
         theta_rows = tuple(jnp.repeat(row, block) for row in theta_lanes) if block > 1 else theta_lanes
 
