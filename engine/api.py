@@ -16,7 +16,7 @@ import polars as pl
 from lawfit import kernels
 
 from . import solvers
-from .plan import Group, TaskError, group, pack, prepare
+from .plan import Group, TaskError, group, pack, prepare, varpro_or_grid
 from .progress import Progress
 from .solvers.problem import Problem, Residuals
 from .types import Objective, Status, Task, status_label
@@ -279,27 +279,26 @@ def _row(
     theta[list(item.free)] = outcome.theta[best]
     code = Status(int(outcome.status[best]))
     message = None
-    free_theta = outcome.theta[best]
-    lower = np.asarray(law.lower)[list(item.free)]
-    upper = np.asarray(law.upper)[list(item.free)]
-    tol = 1e-9 * (1 + np.abs(free_theta))
-    loose = [law.param_names[item.free[j]] for j in np.flatnonzero(outcome.sensitivity < UNDETERMINED_SENSITIVITY)]
     if not np.isfinite(best_value):
         code = Status.NON_FINITE
-    elif code != Status.CONVERGED:
-        pass
-    elif np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
-        code = Status.BOUND_HIT
-    elif loose or not outcome.log10_cond < UNDETERMINED_LOG10_COND:
-        # The optimum is flat along some direction: the data do not determine every parameter, so the
-        # numbers are not to be trusted (and a better optimum may lie elsewhere).
-        code = Status.ILL_CONDITIONED
-        message = (
-            f"not determined by the data: {', '.join(loose)} (a unit change moves the fit by "
-            f"< {UNDETERMINED_SENSITIVITY:g})"
-            if loose
-            else f"ill-conditioned optimum (log10 cond {outcome.log10_cond:.1f})"
-        )
+    elif code == Status.CONVERGED:
+        free_theta = outcome.theta[best]
+        lower = np.asarray(law.lower)[list(item.free)]
+        upper = np.asarray(law.upper)[list(item.free)]
+        tol = 1e-9 * (1 + np.abs(free_theta))
+        loose = [law.param_names[item.free[j]] for j in np.flatnonzero(outcome.sensitivity < UNDETERMINED_SENSITIVITY)]
+        if np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
+            code = Status.BOUND_HIT
+        elif loose or not outcome.log10_cond < UNDETERMINED_LOG10_COND:
+            # The optimum is flat along some direction: the data do not determine every parameter, so the
+            # numbers are not to be trusted (and a better optimum may lie elsewhere).
+            code = Status.ILL_CONDITIONED
+            message = (
+                f"not determined by the data: {', '.join(loose)} (a unit change moves the fit by "
+                f"< {UNDETERMINED_SENSITIVITY:g})"
+                if loose
+                else f"ill-conditioned optimum (log10 cond {outcome.log10_cond:.1f})"
+            )
     n_at_best = int(np.sum(objective <= best_value * (1 + at_best_rtol) + 1e-300)) if np.isfinite(best_value) else 0
     row |= law.natural(theta) if np.isfinite(best_value) else {}
     row |= {
@@ -377,7 +376,7 @@ def fit_many(
                 target=target,
                 group_by=group_by,
                 objective=objective,
-                init="grid" if init == "varpro" and kernels.get(name).varpro is None else init,
+                init=varpro_or_grid(kernels.get(name), init),
             )
         ]
     if solver not in solvers.SOLVERS:

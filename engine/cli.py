@@ -178,10 +178,12 @@ def _reproduce_hitchhiker(args) -> int:
 
 
 def _fit(args) -> int:
+    from lawfit.data.readers import read_observations
+
     from . import fitjob
     from .plots import fit_plots
 
-    frame = _read(args.file, args.map)
+    frame = read_observations(args.file, args.map)
     laws = tuple(name.strip() for name in args.law.split(",") if name.strip())
     from lawfit import kernels
 
@@ -214,12 +216,6 @@ def _fit(args) -> int:
     _print_results(results, job)
     print(f"wrote {out / 'results.parquet'}, {out / 'points.parquet'} and {len(plots)} plot(s)")
     return 0
-
-
-def _read(file, mapping):
-    from lawfit.data.readers import read_observations
-
-    return read_observations(file, mapping)
 
 
 def _print_results(results, job) -> None:

@@ -15,6 +15,7 @@ from lawfit import kernels
 from lawfit.data.validate import find_issues
 
 from .api import fit_many
+from .plan import varpro_or_grid
 from .types import Objective, Status, Task
 
 HOLDOUT = re.compile(r"^\s*(\w+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -107,7 +108,8 @@ def prepare_frame(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, list[
     return frame, notes
 
 
-def _percentiles(values: np.ndarray) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of the finite values (NaN when fewer than 2)."""
     values = values[np.isfinite(values)]
     if values.size < 2:
         return float("nan"), float("nan")
@@ -136,8 +138,7 @@ def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple
         labels = dict(zip(job.group_by, key if isinstance(key, tuple) else (key,), strict=True))
         train = part.filter(~pl.col("heldout"))
         for law in laws:
-            # varpro needs a linear structure; laws without one start from their grid.
-            law_init = "grid" if init == "varpro" and law.varpro is None else init
+            law_init = varpro_or_grid(law, init)
             inputs = train.select([pl.col(c).cast(pl.Float64) for c in law.inputs]).to_numpy()
             target = train["value"].cast(pl.Float64).to_numpy()
             tasks.append(
@@ -184,7 +185,7 @@ def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple
             ok = [b for b in boots if b["status"] in GOOD]
             out["bootstrap_ok"] = len(ok)
             for name in names:
-                low, high = _percentiles(np.array([b.get(name) for b in ok], dtype=float))
+                low, high = percentile_interval(np.array([b.get(name) for b in ok], dtype=float))
                 out[f"{name}_lo"], out[f"{name}_hi"] = low, high
         part = info["part"]
         if row["params"] is not None:

@@ -96,9 +96,7 @@ def cells(family_rows: pl.DataFrame, family: str, variant: Variant) -> list[Cell
 def _law() -> kernels.Law:
     base = kernels.get("chinchilla")
     # The protocol bounds the exponents below at 0 and leaves the log-coefficients free.
-    return dataclasses.replace(
-        base, lower=(-np.inf, -np.inf, -np.inf, 0.0, 0.0), upper=(np.inf,) * 5, varpro=None, init_grid=base.init_grid
-    )
+    return dataclasses.replace(base, lower=(-np.inf, -np.inf, -np.inf, 0.0, 0.0), upper=(np.inf,) * 5, varpro=None)
 
 
 def run(

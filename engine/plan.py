@@ -58,6 +58,12 @@ def _check_values(name: str, values: np.ndarray, *, positive: bool) -> None:
             )
 
 
+def varpro_or_grid(law: kernels.Law, init):
+    """`init`, except that "varpro" falls back to the law's grid when the law has no linear structure
+    (for jobs that run many laws with one init setting)."""
+    return "grid" if isinstance(init, str) and init == "varpro" and law.varpro is None else init
+
+
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
     """(init kind, starts [restarts, n_free] or None for varpro)."""
     if isinstance(init, str):
@@ -182,23 +188,23 @@ def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
     # Small buckets of the same program merge upwards (padded to the larger length) while the merged
     # batch stays cheap and mostly real points: a compile costs seconds, a few million padded
     # lane-points a step cost milliseconds.
-    merged: dict[tuple, list[Prepared]] = {}
-    own_work: dict[tuple, int] = {}
+    merged: list[tuple[tuple, list[Prepared]]] = []  # (key of the longest bucket, members)
+    open_group: dict[tuple, tuple[int, int]] = {}  # program -> (index in merged, real padded work)
     for key in sorted(buckets, key=lambda k: (str(k[:6]), k[6])):
-        family, work = key[:6], len(buckets[key]) * key[5] * key[6]
-        open_key = next((k for k in merged if len(k) == 7 and k[:6] == family), None)
-        if open_key is not None:
-            members = merged[open_key] + buckets[key]
+        program, work = key[:6], len(buckets[key]) * key[5] * key[6]
+        if program in open_group:
+            index, own = open_group[program]
+            members = merged[index][1] + buckets[key]
             padded = len(members) * key[5] * key[6]
-            if padded <= MERGE_WORK and padded <= 2 * (own_work[open_key] + work):
-                del merged[open_key]
-                merged[key], own_work[key] = members, own_work.pop(open_key) + work
+            if padded <= MERGE_WORK and padded <= 2 * (own + work):
+                merged[index] = (key, members)
+                open_group[program] = (index, own + work)
                 continue
-            # The open bucket is full: it stays as it is, this one starts a new one.
-            merged[open_key + ("closed",)] = merged.pop(open_key)
-        merged[key], own_work[key] = buckets[key], work
+        # Too big to merge (or the first of its program): this bucket starts the next group.
+        open_group[program] = (len(merged), work)
+        merged.append((key, buckets[key]))
     groups = []
-    for key, members in merged.items():
+    for key, members in merged:
         first = members[0]
         groups.append(
             Group(

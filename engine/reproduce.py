@@ -10,8 +10,11 @@ import jax
 import numpy as np
 import polars as pl
 
+from lawfit import kernels
+
 from . import datasets
 from .api import fit_many, tasks_from_frame
+from .fitjob import percentile_interval
 from .types import Objective
 
 # Epoch AI's refit of Chinchilla Approach 3 (Besiroglu et al. 2024): best of the 4500-start grid.
@@ -101,10 +104,7 @@ def _chinchilla_bootstrap(task, best: np.ndarray, solver: str, n_resamples: int,
     fitted = fit_many(resamples, solver=solver)
     seconds = time.perf_counter() - start
     ok = fitted.filter(pl.col("status") == "converged")
-    intervals = {
-        name: [float(v) for v in np.percentile(ok[name].to_numpy(), [2.5, 97.5])]
-        for name in ("A", "B", "E", "alpha", "beta")
-    }
+    intervals = {name: list(percentile_interval(ok[name].to_numpy())) for name in ("A", "B", "E", "alpha", "beta")}
     return {
         "bootstrap": {
             "n_resamples": n_resamples,
@@ -160,8 +160,6 @@ def overtraining(solver: str = "lm") -> dict[str, Any]:
     loss_fits = fit_many(loss_tasks, solver=solver).to_dicts()
     down_fits = fit_many(down_tasks, solver=solver).to_dicts()
     seconds = time.perf_counter() - start
-    from lawfit import kernels
-
     loss_law, down_law = kernels.get("overtraining"), kernels.get("overtraining_downstream")
     out: dict[str, Any] = {"solver": solver, "seconds": seconds, "corpora": {}}
     for corpus, fit, down in zip(corpora, loss_fits, down_fits, strict=True):
@@ -223,8 +221,6 @@ def datablations(solver: str = "lm") -> dict[str, Any]:
     start = time.perf_counter()
     row = fit_many([task], solver=solver, keep_restarts=True).row(0, named=True)
     seconds = time.perf_counter() - start
-    from lawfit import kernels
-
     law = kernels.get("data_constrained")
     # The min(N, N_opt) kink makes the objective bumpy: report every local optimum the starts reach.
     basins: dict[tuple[float, float], dict[str, Any]] = {}
