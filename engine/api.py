@@ -340,7 +340,7 @@ def fit_many(
     chunk_lanes: int = 1 << 22,
     stage_steps: int = 32,
     solver_options: Mapping[str, Any] | None = None,
-    progress: bool | None = None,
+    progress: bool | Progress | None = None,
 ) -> pl.DataFrame:
     """Fit every task; one result row per task, in the order given.
 
@@ -353,7 +353,8 @@ def fit_many(
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
     stage_steps: solver steps between checks for finished lanes (which then leave the batch).
-    progress: a progress bar (fits done, fits/s, ETA) on stderr; None = only on a terminal for >= 100 tasks.
+    progress: a progress bar (fits done, fits/s, ETA) on stderr; None = only on a terminal for >= 100 tasks;
+        a `Progress` to advance (a longer job's bar), which is left open.
 
     `tasks` may also be a table (Polars, Arrow, pandas or a dict of columns): then every law in `law` is
     fitted to every group of rows (`group_by`), with `columns` mapping law inputs and "value" to column
@@ -402,14 +403,18 @@ def fit_many(
             )
         except ValueError as err:
             raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
-    bar = Progress(len(prepared), progress)
+    own_bar = not isinstance(progress, Progress)
+    bar = Progress(len(prepared), progress) if own_bar else progress
+    if not own_bar:
+        bar.update(len(tasks) - len(prepared))
     for grp in group(prepared, varpro_starts):
         outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps, bar)
         for item, outcome in zip(grp.members, outcomes, strict=True):
             rows[item.index] = _row(
                 item, outcome, solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts
             )
-    bar.close()
+    if own_bar:
+        bar.close()
     return pl.from_dicts(rows, infer_schema_length=None)
 
 

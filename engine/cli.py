@@ -191,6 +191,8 @@ def _fit(args) -> int:
         kernels.get(name)  # unknown law: one-line error before any work
     if args.delta <= 0:
         raise ValueError(f"--delta: expected a positive number, got {args.delta}")
+    if args.chunk < 1:
+        raise ValueError(f"--chunk: expected a number of tasks >= 1, got {args.chunk}")
     job = fitjob.FitJob(
         laws=laws,
         group_by=tuple(c.strip() for c in args.group_by.split(",") if c.strip()),
@@ -201,10 +203,15 @@ def _fit(args) -> int:
         bootstrap=args.bootstrap,
         holdout=args.holdout,
         seed=args.seed,
+        chunk_tasks=args.chunk,
     )
-    results, points, notes = fitjob.run(frame, job, progress=False if args.quiet or args.json else None)
+    share = _share(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    results, points, notes = fitjob.run(
+        frame, job, progress=False if args.quiet or args.json else None, parts=out / "parts", share=share
+    )
+    if not share.lead:  # process 0 writes the assembled results
+        return 0
     results.write_parquet(out / "results.parquet")
     points.write_parquet(out / "points.parquet")
     plots = [] if args.no_plot else fit_plots(points, job.group_by, out)
@@ -216,6 +223,25 @@ def _fit(args) -> int:
     _print_results(results, job)
     print(f"wrote {out / 'results.parquet'}, {out / 'points.parquet'} and {len(plots)} plot(s)")
     return 0
+
+
+def _share(args):
+    """This process's share of the job: all of it, or its part of a `--distributed` run."""
+    from .cluster import Share, connect
+
+    if not args.distributed:
+        return Share()
+    return connect(args.coordinator, args.num_processes, args.process_id)
+
+
+def _add_runner_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chunk", type=int, default=2048, help="tasks per result file; a rerun with the same --out resumes"
+    )
+    parser.add_argument("--distributed", action="store_true", help="share the job with other processes/hosts")
+    parser.add_argument("--coordinator", help="host:port of process 0 (else $LAWFIT_COORDINATOR)")
+    parser.add_argument("--num-processes", type=int, help="processes in the job (else $LAWFIT_NUM_PROCESSES)")
+    parser.add_argument("--process-id", type=int, help="this process's id (else $LAWFIT_PROCESS_ID)")
 
 
 def _print_results(results, job) -> None:
@@ -297,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-plot", action="store_true")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--json", action="store_true")
+    _add_runner_flags(fit)
     fit.set_defaults(run=_fit)
 
     pred = sub.add_parser("predict", help="predict from saved fit results")

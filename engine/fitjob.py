@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ import polars as pl
 from lawfit import kernels
 from lawfit.data.validate import find_issues
 
+from . import runner
 from .api import fit_many
+from .cluster import ALONE, Share
 from .plan import varpro_or_grid
 from .types import Objective, Status, Task
 
@@ -53,6 +56,7 @@ class FitJob:
     bootstrap: int = 0
     holdout: str | None = None
     seed: int = 0
+    chunk_tasks: int = 2048  # tasks per resumable result file (`runner.run`)
 
 
 def _init(restarts: str):
@@ -117,9 +121,40 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+def _solve(tasks: list[Task], job: FitJob, progress, parts: Path | None, share: Share) -> list[dict[str, Any]]:
+    """Rows of `fit_many(tasks)`, in order; through the resumable runner when `parts` is a folder."""
+    if parts is None:
+        return fit_many(tasks, solver=job.solver, progress=progress).to_dicts()
+    runner.run(
+        tasks,
+        parts,
+        chunk_tasks=job.chunk_tasks,
+        progress=progress,
+        process_index=share.index,
+        process_count=share.count,
+        solver=job.solver,
+    )
+    share.barrier(f"lawfit {parts}")
+    # Keyed by task hash: the folder may also hold rows of an earlier job with other data or laws.
+    by_key = {row["task_hash"]: row for row in runner.read(parts).drop("task_index", "chunk", "process").to_dicts()}
+    return [by_key[task.key()] for task in tasks]
+
+
+def run(
+    frame: pl.DataFrame,
+    job: FitJob,
+    progress: bool | None = None,
+    parts: str | Path | None = None,
+    share: Share = ALONE,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Fit every law on every group. Returns (results: one row per group x law, points: every row with
-    its prediction per law and whether it was held out, notes)."""
+    its prediction per law and whether it was held out, notes).
+
+    parts: a folder for resumable per-chunk result files (`parts/fits`, `parts/bootstrap`); a rerun
+        with the same folder skips the fits already written there.
+    share: this process's share of a multi-process job (every process returns the full results).
+    """
+    parts = None if parts is None else Path(parts)
     objective = Objective.parse(job.objective)
     if objective.loss == "huber":
         objective = dataclasses.replace(objective, delta=float(job.delta))
@@ -155,7 +190,7 @@ def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple
             meta.append({"labels": labels, "law": law, "part": part})
     if not tasks:
         raise ValueError("nothing to fit: the table has no usable rows")
-    records = fit_many(tasks, solver=job.solver, progress=progress).to_dicts()
+    records = _solve(tasks, job, progress, parts and parts / "fits", share)
     # Bootstrap: every resample of every fit in one more batched job, each started from its full-data
     # optimum (the usual warm start; a resample's optimum lies near it).
     boot_tasks, owner = [], []
@@ -166,7 +201,7 @@ def run(frame: pl.DataFrame, job: FitJob, progress: bool | None = None) -> tuple
             pick = rng.integers(0, n_points, n_points) if n_points else np.zeros(0, dtype=int)
             boot_tasks.append(dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], init=start))
             owner.append(index)
-    boot_records = fit_many(boot_tasks, solver=job.solver, progress=progress).to_dicts() if boot_tasks else []
+    boot_records = _solve(boot_tasks, job, progress, parts and parts / "bootstrap", share) if boot_tasks else []
     by_owner: dict[int, list[dict]] = {}
     for index, row in zip(owner, boot_records, strict=True):
         by_owner.setdefault(index, []).append(row)
