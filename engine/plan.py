@@ -5,6 +5,7 @@ restarts), bucket by number of points, and pack each bucket into padded, masked 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 
 import numpy as np
@@ -64,12 +65,20 @@ def varpro_or_grid(law: kernels.Law, init):
     return "grid" if isinstance(init, str) and init == "varpro" and law.varpro is None else init
 
 
+@functools.cache
+def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct grid starts over the free parameters, their box low and high), once per law."""
+    grid = law.grid_starts()[:, list(free)]
+    starts = np.unique(grid, axis=0)
+    starts.flags.writeable = False
+    return starts, grid.min(axis=0), grid.max(axis=0)
+
+
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
     """(init kind, starts [restarts, n_free] or None for varpro)."""
     if isinstance(init, str):
         if init == "grid":
-            starts = np.unique(law.grid_starts()[:, list(free)], axis=0)
-            return "grid", starts
+            return "grid", _grid_for(law, free)[0]
         if init == "varpro":
             if law.varpro is None:
                 raise ValueError(f"law {law.name!r} has no linear structure: init='varpro' is not available")
@@ -80,8 +89,7 @@ def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> 
     if isinstance(init, int | np.integer):
         if init < 1:
             raise ValueError(f"init: number of random starts must be >= 1, got {init}")
-        grid = law.grid_starts()[:, list(free)]
-        low, high = grid.min(axis=0), grid.max(axis=0)
+        _, low, high = _grid_for(law, free)
         spread = np.where(high > low, 0.0, 0.5 * np.maximum(np.abs(low), 1.0))
         rng = np.random.default_rng(seed)
         starts = rng.uniform(low - spread, high + spread, size=(int(init), len(free)))

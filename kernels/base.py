@@ -19,6 +19,7 @@ A law is written for ONE point set. The engine vmaps it over tasks and restarts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 
@@ -117,9 +118,8 @@ class Law:
         return self.predict(jnp.asarray(theta), self.features(jnp.asarray(raw)))
 
     def grid_starts(self) -> np.ndarray:
-        """The default multi-start grid as `[restarts, n_params]` (product over `init_grid`)."""
-        axes = [self.init_grid[name] for name in self.param_names]
-        return np.array(list(itertools.product(*axes)), dtype=np.float64)
+        """The default multi-start grid as `[restarts, n_params]` (product over `init_grid`; read-only)."""
+        return _grid_starts(self)
 
     def natural(self, theta: Sequence[float]) -> dict[str, float]:
         """Fit-space parameters plus the derived natural ones, as a name -> value dict."""
@@ -135,3 +135,12 @@ class Law:
         mapping = dict(zip(self.inputs, inputs, strict=True))
         positive = tuple(mapping[name] for name in self.positive_inputs)
         return dataclasses.replace(self, inputs=tuple(inputs), positive_inputs=positive)
+
+
+@functools.cache
+def _grid_starts(law: Law) -> np.ndarray:
+    # Built once per law: jobs of 10^5 tasks ask for it per task.
+    axes = [law.init_grid[name] for name in law.param_names]
+    grid = np.array(list(itertools.product(*axes)), dtype=np.float64)
+    grid.flags.writeable = False
+    return grid

@@ -55,19 +55,48 @@ class Evaluator(eqx.Module):
         ones = jnp.ones_like(theta_full[0])
         return pred, [linear(tuple(ones if j == i else zeros[j] for j in range(len(zeros)))) for i in self.free]
 
-    def __call__(self, theta, problems):
-        """theta: [tasks, restarts, n_free]; problems: `Problem` with leading [tasks].
+    def _block(self, lanes: int, n_pad: int) -> int:
+        """Points per scan step: few lanes over long series (learning curves of thousands of
+        checkpoints) take a block of points so the elementwise loops stay long."""
+        block = 1
+        while lanes < BLOCKED_LANES and block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
+            block *= 2
+        return block
+
+    def layout(self, problems, n_restarts: int):
+        """The point data as the scan reads it, built once per solver call rather than per step:
+        point-major, features feature-major (`[n_steps, m, tasks, block]`, target and coeff
+        `[n_steps, tasks, block]`), so that each step reads contiguous rows. (Copying each task's
+        points to its restarts up front was slower than repeating them inside the step.)"""
+        n_tasks, n_pad = problems.target.shape
+        lanes = n_tasks * n_restarts
+        block = self._block(lanes, n_pad)
+        n_steps = n_pad // block
+        m = problems.feats.shape[-1]
+        return (
+            jnp.transpose(problems.feats.reshape(n_tasks, n_steps, block, m), (1, 3, 0, 2)),
+            jnp.moveaxis(problems.target.reshape(n_tasks, n_steps, block), 1, 0),
+            jnp.moveaxis(problems.coeff.reshape(n_tasks, n_steps, block), 1, 0),
+        )
+
+    def __call__(self, theta, problems, points=None):
+        """theta: [tasks, restarts, n_free]; problems: `Problem` with leading [tasks]; points: its
+        `layout` when already built.
 
         Returns dict f [tasks, restarts], grad [tasks, restarts, n_free] and, with `hessian`,
         hess [tasks, restarts, n_free, n_free].
         """
         n_tasks, n_restarts, n_free = theta.shape
+        if points is None:
+            points = self.layout(problems, n_restarts)
         full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
         full = full.at[:, :, jnp.asarray(self.free)].set(theta)
         # One contiguous [lanes] row per parameter, sliced outside the loop (a transposed [n_params,
         # lanes] array sliced inside it became a strided read every step: 5x slower).
         flat = full.reshape(n_tasks * n_restarts, -1)
         theta_lanes = tuple(flat[:, i] for i in range(self.law.n_params))
+        lanes = n_tasks * n_restarts
+        block = points[1].shape[-1]
         # Point data per lane: with one task (or one restart) it broadcasts as is; otherwise each
         # task's point is repeated over its restarts.
         spread = n_tasks > 1 and n_restarts > 1
@@ -85,18 +114,11 @@ class Evaluator(eqx.Module):
             if self.hessian
             else [(i, size - 1) for i in range(size)]
         )
-
-        lanes = n_tasks * n_restarts
-        n_pad = problems.target.shape[1]
-        # Few lanes over long series (learning curves of thousands of checkpoints): each scan step takes
-        # a block of points so the elementwise loops stay long; lanes x block is flattened to one axis.
-        block = 1
-        while lanes < BLOCKED_LANES and block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
-            block *= 2
         theta_rows = tuple(jnp.repeat(row, block) for row in theta_lanes) if block > 1 else theta_lanes
 
         def body(acc, point):
-            feats, target, coeff = point  # [tasks, block, m], [tasks, block], [tasks, block]
+            feats, target, coeff = point  # [m, tasks, block], [tasks, block], [tasks, block]
+            feats = jnp.stack([feats[j] for j in range(feats.shape[0])], axis=-1)
             if block > 1:  # flattened lanes x block: every lane needs its own copy of the block
                 feats, target, coeff = (jnp.repeat(x, n_restarts, axis=0) for x in (feats, target, coeff))
                 feats, target, coeff = feats.reshape(lanes * block, -1), target.reshape(-1), coeff.reshape(-1)
@@ -111,12 +133,6 @@ class Evaluator(eqx.Module):
             return tuple(total + p for total, p in zip(acc, products, strict=True)), None
 
         acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
-        n_steps = n_pad // block
-        points = (
-            jnp.moveaxis(problems.feats.reshape(n_tasks, n_steps, block, -1), 1, 0),
-            jnp.moveaxis(problems.target.reshape(n_tasks, n_steps, block), 1, 0),
-            jnp.moveaxis(problems.coeff.reshape(n_tasks, n_steps, block), 1, 0),
-        )
         sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll if block == 1 else 1)
         matrix = [[None] * size for _ in range(size)]
         for total, (i, j) in zip(sums, pairs, strict=True):

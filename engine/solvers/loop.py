@@ -35,6 +35,7 @@ def start(solver, evaluate, theta0, problems):
 def advance(solver, evaluate, state, problems, n_steps):
     """Up to `n_steps` steps (a traced integer: no recompilation per value); done lanes stay put."""
     terminate = _per_lane(solver.terminate)
+    points = evaluate.layout(problems, state.status.shape[1])  # once, outside the loop
 
     def cond(carry):
         state, n = carry
@@ -43,7 +44,7 @@ def advance(solver, evaluate, state, problems, n_steps):
     def body(carry):
         state, n = carry
         trial = _per_lane(solver.propose)(state)
-        new = _per_lane(solver.update)(state, trial, evaluate(trial, problems))
+        new = _per_lane(solver.update)(state, trial, evaluate(trial, problems, points))
         running = ~terminate(state)
 
         def keep_done(new_leaf, old_leaf):
