@@ -225,6 +225,92 @@ def _fit(args) -> int:
     return 0
 
 
+def _leaderboard(args) -> int:
+    import polars as pl
+
+    from . import datasets, leaderboard
+    from .holdout import Holdout
+    from .types import Objective
+
+    if args.file:
+        from lawfit.data.readers import read_observations
+
+        frame, title = read_observations(args.file, args.map), Path(args.file).name
+    else:
+        frame, title = datasets.load(args.dataset), args.dataset
+    if args.chunk < 1:
+        raise ValueError(f"--chunk: expected a number of tasks >= 1, got {args.chunk}")
+    objective = Objective.parse(args.objective, delta=args.delta)
+    spec = leaderboard.Leaderboard(
+        laws=() if args.laws == "all" else tuple(n.strip() for n in args.laws.split(",") if n.strip()),
+        families=tuple(f.strip() for f in args.families.split(",")) if args.families else (),
+        metric=args.metric,
+        holdout=Holdout(axis=args.axis, min_train=args.min_train, max_windows=args.max_windows),
+        objective=objective,
+        solver=args.solver,
+    )
+    for name in spec.laws:
+        from lawfit import kernels
+
+        kernels.get(name)
+    out = leaderboard.run(
+        frame,
+        spec,
+        args.out,
+        title=title,
+        chunk_tasks=args.chunk,
+        progress=False if args.quiet or args.json else None,
+        share=_share(args),
+        plot=not args.no_plot,
+    )
+    if "overall" not in out:  # not process 0 of a distributed job
+        return 0
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    with pl.Config(tbl_rows=50, tbl_cols=10):
+        print(pl.DataFrame(out["overall"]))
+    resumed = f", {out['resumed']} resumed from {args.out}" if out["resumed"] else ""
+    print(
+        f"{out['tasks']} fits ({out['families']} families x windows x {len(out['laws'])} laws{resumed}) "
+        f"in {out['seconds']:.1f} s; wrote {Path(args.out) / 'leaderboard.md'}"
+    )
+    return 0
+
+
+def _plot(args) -> int:
+    import polars as pl
+
+    from . import plots
+
+    path = Path(args.results)
+    if path.is_dir():
+        path = path / "results.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"no such results file: {path}")
+    table = pl.read_parquet(path)
+    out = Path(args.out) if args.out else path.parent
+    columns = set(table.columns)
+    if {"family", "k", "cut", "law", "are_percent"} <= columns:
+        written = [plots.leaderboard_plot(table, out / "leaderboard.png")]
+    elif {"variant", "family", "k", "q", "are_percent"} <= columns:
+        written = [p for v in table["variant"].unique().to_list() for p in plots.are_heatmaps(table.to_dicts(), out, v)]
+    elif {"law", "theta"} <= columns:
+        points_path = path.parent / "points.parquet"
+        if not points_path.exists():
+            raise FileNotFoundError(f"{path} is a `lawfit fit` result; its plots need {points_path}")
+        group_by = tuple(table.columns[: table.columns.index("law")])
+        written = plots.fit_plots(pl.read_parquet(points_path), group_by, out)
+    else:
+        raise ValueError(
+            f"{path}: not a lawfit results file (expected the output of `lawfit fit`, `lawfit leaderboard` "
+            "or hitchhiker cells)"
+        )
+    for item in written:
+        print(item)
+    return 0
+
+
 def _share(args):
     """This process's share of the job: all of it, or its part of a `--distributed` run."""
     from .cluster import Share, connect
@@ -234,9 +320,9 @@ def _share(args):
     return connect(args.coordinator, args.num_processes, args.process_id)
 
 
-def _add_runner_flags(parser: argparse.ArgumentParser) -> None:
+def _add_runner_flags(parser: argparse.ArgumentParser, chunk: int = 2048) -> None:
     parser.add_argument(
-        "--chunk", type=int, default=2048, help="tasks per result file; a rerun with the same --out resumes"
+        "--chunk", type=int, default=chunk, help="tasks per result file; a rerun with the same --out resumes"
     )
     parser.add_argument("--distributed", action="store_true", help="share the job with other processes/hosts")
     parser.add_argument("--coordinator", help="host:port of process 0 (else $LAWFIT_COORDINATOR)")
@@ -325,6 +411,31 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true")
     _add_runner_flags(fit)
     fit.set_defaults(run=_fit)
+
+    board = sub.add_parser("leaderboard", help="every law on every family under the hold-out protocol, ranked")
+    board.add_argument("--dataset", default="hitchhiker", help="a bundled dataset (lawfit data list)")
+    board.add_argument("--file", help="your own CSV/Parquet/Arrow table instead of --dataset")
+    board.add_argument("--map", help="with --file: schema=column pairs, e.g. params=N,tokens=D,value=loss")
+    board.add_argument("--laws", default="all", help="'all' applicable laws, or names (comma-separated)")
+    board.add_argument("--families", help="families to rank (comma-separated); default every scaled family")
+    board.add_argument("--metric", help="rows of this metric only")
+    board.add_argument("--axis", choices=["params", "flops"], default="params", help="hold-out cut on size or compute")
+    board.add_argument("--min-train", type=int, default=2, help="fewest model sizes trained on")
+    board.add_argument("--max-windows", type=int, help="only the last N windows per family")
+    board.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
+    board.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
+    board.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    board.add_argument("--out", default="lawfit-leaderboard")
+    board.add_argument("--no-plot", action="store_true")
+    board.add_argument("--quiet", action="store_true", help="no progress bar")
+    board.add_argument("--json", action="store_true")
+    _add_runner_flags(board, chunk=512)
+    board.set_defaults(run=_leaderboard)
+
+    plot = sub.add_parser("plot", help="redraw the plots of saved results (fit, leaderboard or hitchhiker cells)")
+    plot.add_argument("results", help="a results.parquet or the --out folder that holds it")
+    plot.add_argument("--out", help="folder for the PNGs (default: next to the results)")
+    plot.set_defaults(run=_plot)
 
     pred = sub.add_parser("predict", help="predict from saved fit results")
     pred.add_argument("results", help="results.parquet (or the --out folder of `lawfit fit`)")

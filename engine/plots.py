@@ -100,3 +100,31 @@ def are_heatmaps(cells: list[dict], out_dir: str | Path, variant: str = "main") 
         fig.colorbar(image, ax=ax, label="ARE % (clipped at 50)")
         written.append(_save(plt, fig, out_dir / f"hitchhiker_{variant}_{_slug(family)}.png"))
     return written
+
+
+def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
+    """Left: each law's mean rank over families (bars; lower is better). Right: family x law heatmap
+    of the median hold-out ARE (%), log colour scale, blank where the law does not apply or failed."""
+    from .leaderboard import rank
+
+    plt = _pyplot()
+    per_family, overall = rank(cells)
+    laws = overall["law"].to_list()
+    families = sorted(per_family["family"].unique().to_list())
+    grid = np.full((len(families), len(laws)), np.nan)
+    for row in per_family.iter_rows(named=True):
+        if row["median_are_percent"] is not None and np.isfinite(row["median_are_percent"]):
+            grid[families.index(row["family"]), laws.index(row["law"])] = row["median_are_percent"]
+    height = max(4.0, 0.28 * len(families) + 1.5)
+    fig, (bars, heat) = plt.subplots(1, 2, figsize=(6 + 0.9 * len(laws), height), width_ratios=(1, 1.6))
+    bars.barh(laws[::-1], overall["mean_rank"].to_numpy()[::-1], color="C0")
+    bars.set_xlabel(f"mean rank over {len(families)} families (lower is better)")
+    bars.set_title("leaderboard")
+    shown = np.log10(np.clip(grid, 0.1, 100.0))
+    image = heat.imshow(shown, cmap="RdYlGn_r", vmin=-1, vmax=2, aspect="auto")
+    heat.set_xticks(range(len(laws)), laws, rotation=45, ha="right")
+    heat.set_yticks(range(len(families)), families, fontsize=7)
+    heat.set_title("median hold-out ARE % per family")
+    colorbar = fig.colorbar(image, ax=heat, ticks=[-1, 0, 1, 2])
+    colorbar.ax.set_yticklabels(["0.1", "1", "10", "100"])
+    return _save(plt, fig, Path(path))
