@@ -27,9 +27,9 @@ DEFAULT_MAX_STEPS = {"lm": 10000, "lbfgs": 10000}
 
 
 @functools.cache
-def _program(law, objective, free, solver_name, solver_options, n_varpro):
-    """Jitted pieces of one group's solve: `begin` (features, varpro starts, initial state) and
-    `advance` (up to n steps of the driver loop)."""
+def _program(law, objective, free, solver_name, solver_options, n_varpro, n_screen=0):
+    """Jitted pieces of one group's solve: `begin` (features, varpro starts or the best `n_screen` of
+    the given starts, initial state) and `advance` (up to n steps of the driver loop)."""
     residuals = Residuals(law, objective, free)
     bounds = (
         {"lower": tuple(map(float, residuals.lower)), "upper": tuple(map(float, residuals.upper))}
@@ -38,12 +38,18 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro):
     )
     solver = solvers.make(solver_name, **bounds, **dict(solver_options))
     evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
+    objective_only = solvers.Evaluator(law, objective, free, hessian=False)
 
     def begin(inputs, target, coeff, theta_fixed, starts):
         feats = jax.vmap(law.features)(inputs)
         problems = Problem(feats, target, coeff, theta_fixed)
         if starts is None:
             starts, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, n_varpro))(problems)
+        elif n_screen:
+            # One pass over the points at every grid start; the solver runs from the best few only.
+            f = objective_only(starts, problems)["f"]
+            order = jnp.argsort(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)[:, :n_screen]
+            starts = jnp.take_along_axis(starts, order[..., None], axis=1)
         return solvers.loop.start(solver, evaluate, starts, problems), problems
 
     def advance(state, problems, n_steps):
@@ -159,11 +165,12 @@ class _Outcome:
     sensitivity: np.ndarray  # [n_free] at the best restart
 
 
-def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, devices):
+def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, devices, split_restarts: bool = True):
     """`_run_stages` with the batch split over local devices, one host thread driving each.
 
     Tasks are split when there are at least as many as devices, else the explicit restarts (one task
-    with a 4500-start grid); each part compacts on its own, so lanes stop independently.
+    with a 4500-start grid) when `split_restarts`; each part compacts on its own, so lanes stop
+    independently.
     """
     n_tasks = packed["target"].shape[0]
     starts = packed.get("starts")
@@ -173,7 +180,7 @@ def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, de
             {key: value[index] for key, value in packed.items()}
             for index in np.array_split(np.arange(n_tasks), len(devices))
         ]
-    elif len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
+    elif split_restarts and len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
         axis = "restarts"
         parts = [
             packed | {"starts": starts[:, index]} for index in np.array_split(np.arange(starts.shape[1]), len(devices))
@@ -201,15 +208,20 @@ def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, de
 def _solve_group(
     grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int, bar=None
 ):
-    begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro)
+    n_screen = grp.n_restarts if grp.init_kind == "screen" else 0
+    begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
     devices = jax.local_devices()
-    per_chunk = max(1, len(devices) * chunk_lanes // (grp.n_restarts * grp.n_pad))
+    # Screening evaluates every grid start once: size chunks for that pass.
+    width = grp.members[0].starts.shape[0] if n_screen else grp.n_restarts
+    per_chunk = max(1, len(devices) * chunk_lanes // (width * grp.n_pad))
     outcomes = []
     for first in range(0, len(grp.members), per_chunk):
         members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
-        out, problems = _run_on_devices(begin, advance, packed, max_steps, stage_steps, devices)
+        out, problems = _run_on_devices(
+            begin, advance, packed, max_steps, stage_steps, devices, split_restarts=not n_screen
+        )
         if bar is not None:
             bar.update(len(members))
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
@@ -335,6 +347,7 @@ def fit_many(
     solver: str = "lm",
     max_steps: int | None = None,
     varpro_starts: int = 8,
+    screen_starts: int = 8,
     keep_restarts: bool = False,
     at_best_rtol: float = 1e-6,
     chunk_lanes: int = 1 << 22,
@@ -349,6 +362,9 @@ def fit_many(
     status `invalid-input` / `too-few-points` and a message; they never stop the others. A bad
     configuration (unknown law or parameter, malformed starts) raises ValueError naming the task.
 
+    varpro_starts: nonlinear starts taken from the variable-projection scan (init="varpro").
+    screen_starts: with init="screen", the objective is evaluated at every grid start and the solver
+        runs from the best `screen_starts` of them.
     keep_restarts: add list columns with every restart's objective, status, iterations and params.
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     chunk_lanes: cap on tasks x restarts x padded points solved in one device call.
@@ -384,6 +400,8 @@ def fit_many(
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
     if varpro_starts < 1:
         raise ValueError(f"varpro_starts must be >= 1, got {varpro_starts}")
+    if screen_starts < 1:
+        raise ValueError(f"screen_starts must be >= 1, got {screen_starts}")
     max_steps = int(max_steps or DEFAULT_MAX_STEPS[solver])
     options = tuple(sorted((solver_options or {}).items()))
     rows: list[dict[str, Any] | None] = [None] * len(tasks)
@@ -407,7 +425,7 @@ def fit_many(
     bar = Progress(len(prepared), progress) if own_bar else progress
     if not own_bar:
         bar.update(len(tasks) - len(prepared))
-    for grp in group(prepared, varpro_starts):
+    for grp in group(prepared, varpro_starts, screen_starts):
         outcomes = _solve_group(grp, solver, options, max_steps, varpro_starts, chunk_lanes, stage_steps, bar)
         for item, outcome in zip(grp.members, outcomes, strict=True):
             rows[item.index] = _row(

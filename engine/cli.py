@@ -151,8 +151,16 @@ def _reproduce_hitchhiker(args) -> int:
     if unknown:
         raise ValueError(f"--variant: unknown {unknown}; expected some of {list(hitchhiker.VARIANTS)}")
     families = tuple(f.strip() for f in args.family.split(",")) if args.family else None
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
     cells, seconds = hitchhiker.run(
-        datasets.load("hitchhiker"), families=families, variants=variants, solver=args.solver
+        datasets.load("hitchhiker"),
+        families=families,
+        variants=variants,
+        solver=args.solver,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        progress=False if args.json else None,
     )
     plots = []
     if args.plot:
@@ -248,7 +256,10 @@ def _leaderboard(args) -> int:
         holdout=Holdout(axis=args.axis, min_train=args.min_train, max_windows=args.max_windows),
         objective=objective,
         solver=args.solver,
+        max_steps=args.max_steps,
     )
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps: expected >= 1, got {args.max_steps}")
     for name in spec.laws:
         from lawfit import kernels
 
@@ -400,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--group-by", default="family,metric", help="columns that split the rows into fits")
     fit.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
     fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
-    fit.add_argument("--restarts", default="varpro", help="varpro (default), grid, or a number of random starts")
+    fit.add_argument(
+        "--restarts", default="varpro", help="varpro (default), grid, screen (best 8 grid starts), or a number"
+    )
     fit.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
     fit.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile 95%% intervals")
     fit.add_argument("--holdout", help="rows to hold out and predict, e.g. 'params>1e9'")
@@ -425,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
     board.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
     board.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    board.add_argument("--max-steps", type=int, default=2000, help="solver steps per restart")
     board.add_argument("--out", default="lawfit-leaderboard")
     board.add_argument("--no-plot", action="store_true")
     board.add_argument("--quiet", action="store_true", help="no progress bar")

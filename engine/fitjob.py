@@ -51,7 +51,7 @@ class FitJob:
     group_by: tuple[str, ...] = ("family", "metric")
     objective: str = "huber-log"
     delta: float = 1e-3
-    restarts: str = "varpro"  # "varpro" (laws without a linear structure use "grid"), "grid", or a number
+    restarts: str = "varpro"  # "varpro" (laws without a linear structure use "grid"), "grid", "screen", or a number
     solver: str = "lm"
     bootstrap: int = 0
     holdout: str | None = None
@@ -60,13 +60,13 @@ class FitJob:
 
 
 def _init(restarts: str):
-    if restarts in ("varpro", "grid"):
+    if restarts in ("varpro", "grid", "screen"):
         return restarts
     try:
         count = int(restarts)
     except ValueError:
         raise ValueError(
-            f"--restarts: expected 'grid', 'varpro' or a number of random starts, got {restarts!r}"
+            f"--restarts: expected 'varpro', 'grid', 'screen' or a number of random starts, got {restarts!r}"
         ) from None
     if count < 1:
         raise ValueError(f"--restarts: need at least 1 start, got {count}")

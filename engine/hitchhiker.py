@@ -20,6 +20,8 @@ import polars as pl
 from lawfit import kernels
 
 from .api import fit_many
+from .fitjob import percentile_interval
+from .holdout import are_percent
 from .types import Objective, Task
 
 # (a, b, e, alpha, beta) of Muennighoff et al.'s Chinchilla refit: the protocol's single start.
@@ -105,12 +107,19 @@ def run(
     variants: Sequence[str] = ("main", "no-cut", "one-model"),
     solver: str = "lm",
     starts: np.ndarray | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    progress: bool | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """Fit every cell of every family and variant in one `fit_many` call (families: the given ones, else
     each variant's defaults: OPT, GPT-3 and T5-Pile; OPT and OLMo for one-model). The best of `starts`
     counts for each cell (one-model cells start from their free coordinates).
 
-    Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test; seconds).
+    bootstrap: resamples (with replacement) of each cell's training rows, fitted in the same job with
+        the same starts; each cell then gets the 2.5/97.5 percentiles of their AREs (`are_lo`, `are_hi`).
+
+    Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test and,
+    with bootstrap, are_lo, are_hi, bootstrap_ok; seconds).
     """
     import time
 
@@ -139,19 +148,39 @@ def run(
         )
         for cell in all_cells
     ]
+    rng = np.random.default_rng(seed)
+    resamples = []
+    for task in tasks if bootstrap else ():
+        n_points = len(task.target)
+        for index in range(bootstrap):
+            pick = rng.integers(0, n_points, n_points)
+            labels = {**task.labels, "resample": index}
+            resamples.append(
+                dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], labels=labels)
+            )
     began = time.perf_counter()
-    fitted = fit_many(tasks, solver=solver).to_dicts()
+    fitted = fit_many(tasks + resamples, solver=solver, progress=progress).to_dicts()
     seconds = time.perf_counter() - began
+
+    def are(cell: Cell, row: dict[str, Any]) -> float | None:
+        if row["params"] is None:
+            return None
+        x = cell.test.select("params", "tokens").to_numpy()
+        with np.errstate(all="ignore"):
+            predicted = np.asarray(law.predict_raw(np.asarray(row["params"]), x))
+        value = are_percent(cell.test["value"].to_numpy(), predicted)
+        return value if np.isfinite(value) else None
+
     out = []
-    for cell, row in zip(all_cells, fitted, strict=True):
-        are = None
-        if row["params"] is not None:
-            x = cell.test.select("params", "tokens").to_numpy()
-            y = cell.test["value"].to_numpy()
-            with np.errstate(all="ignore"):
-                predicted = np.asarray(law.predict_raw(np.asarray(row["params"]), x))
-            value = float(100 * np.mean(np.abs(y - predicted) / y))
-            are = value if np.isfinite(value) else None
+    for index, (cell, row) in enumerate(zip(all_cells, fitted[: len(tasks)], strict=True)):
+        extra = {}
+        if bootstrap:
+            rows = fitted[len(tasks) + index * bootstrap : len(tasks) + (index + 1) * bootstrap]
+            # An ill-conditioned fit still predicts (only its parameters are not pinned down): it counts.
+            finished = ("converged", "ill-conditioned")
+            values = np.array([v for r in rows if r["status"] in finished and (v := are(cell, r)) is not None])
+            low, high = percentile_interval(values)
+            extra = {"are_lo": low, "are_hi": high, "bootstrap_ok": int(values.size)}
         out.append(
             {
                 "variant": cell.variant,
@@ -160,10 +189,11 @@ def run(
                 "q": cell.q,
                 "train_model": cell.train_model,
                 "n_sizes": cell.n_sizes,
-                "are_percent": are,
+                "are_percent": are(cell, row),
                 "status": row["status"],
                 "n_train": cell.train.height,
                 "n_test": cell.test.height,
             }
+            | extra
         )
     return out, seconds

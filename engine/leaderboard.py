@@ -35,14 +35,17 @@ class Leaderboard:
     metric: str | None = None  # rows of this metric only (None: the table must hold one metric per family)
     holdout: Holdout = Holdout()
     objective: Objective = Objective()
-    init: str = "varpro"  # laws without a linear structure start from their grid
+    init: str = "varpro"  # laws without a linear structure screen their grid (see `fallback`)
+    fallback: str = "screen"  # "screen": the solver runs from the best 8 grid starts; "grid": from all
     solver: str = "lm"
+    max_steps: int = 2000  # per restart; a fit still running then is reported max-iter (and still scored)
     skip_unscaled: bool = True  # families named "<type>:unscaled" (models outside a scaled family)
 
     def describe(self) -> str:
         return (
-            f"hold-out: {self.holdout.describe()}; objective {self.objective.describe()}; init {self.init}; "
-            f"solver {self.solver}"
+            f"hold-out: {self.holdout.describe()}; objective {self.objective.describe()}; "
+            f"init {self.init} (else {self.fallback}); "
+            f"solver {self.solver}, <= {self.max_steps} steps"
         )
 
 
@@ -118,7 +121,7 @@ def plan(frame: pl.DataFrame, spec: Leaderboard) -> tuple[list[Task], list[dict[
                         inputs=window.train.select([pl.col(c).cast(pl.Float64) for c in law.inputs]).to_numpy(),
                         target=window.train["value"].cast(pl.Float64).to_numpy(),
                         objective=spec.objective,
-                        init=varpro_or_grid(law, spec.init),
+                        init=varpro_or_grid(law, spec.init, spec.fallback),
                         labels={"family": family, "k": window.k, "cut": window.cut},
                     )
                 )
@@ -271,6 +274,7 @@ def run(
         process_index=share.index,
         process_count=share.count,
         solver=spec.solver,
+        max_steps=spec.max_steps,
     )
     share.barrier(f"lawfit leaderboard {out}")
     seconds = time.perf_counter() - began

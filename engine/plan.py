@@ -36,7 +36,7 @@ class Prepared:
     weights: np.ndarray  # [n_points]
     free: tuple[int, ...]
     theta_fixed: np.ndarray  # [n_params]
-    init_kind: str  # "grid" | "random" | "explicit" | "varpro"
+    init_kind: str  # "grid" | "screen" | "random" | "explicit" | "varpro"
     starts: np.ndarray | None  # [restarts, n_free] unless varpro
 
     @property
@@ -59,10 +59,10 @@ def _check_values(name: str, values: np.ndarray, *, positive: bool) -> None:
             )
 
 
-def varpro_or_grid(law: kernels.Law, init):
-    """`init`, except that "varpro" falls back to the law's grid when the law has no linear structure
-    (for jobs that run many laws with one init setting)."""
-    return "grid" if isinstance(init, str) and init == "varpro" and law.varpro is None else init
+def varpro_or_grid(law: kernels.Law, init, fallback: str = "grid"):
+    """`init`, except that "varpro" falls back to `fallback` ("grid" or "screen") when the law has no
+    linear structure (for jobs that run many laws with one init setting)."""
+    return fallback if isinstance(init, str) and init == "varpro" and law.varpro is None else init
 
 
 @functools.cache
@@ -77,15 +77,15 @@ def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.n
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
     """(init kind, starts [restarts, n_free] or None for varpro)."""
     if isinstance(init, str):
-        if init == "grid":
-            return "grid", _grid_for(law, free)[0]
+        if init in ("grid", "screen"):
+            return init, _grid_for(law, free)[0]
         if init == "varpro":
             if law.varpro is None:
                 raise ValueError(f"law {law.name!r} has no linear structure: init='varpro' is not available")
             if len(free) != law.n_params:
                 raise ValueError("init='varpro' fits every parameter; it cannot be combined with fixed=")
             return "varpro", None
-        raise ValueError(f"init must be 'grid', 'varpro', an int or an array of starts, got {init!r}")
+        raise ValueError(f"init must be 'grid', 'screen', 'varpro', an int or an array of starts, got {init!r}")
     if isinstance(init, int | np.integer):
         if init < 1:
             raise ValueError(f"init: number of random starts must be >= 1, got {init}")
@@ -169,8 +169,8 @@ class Group:
     law: kernels.Law
     objective: Objective
     free: tuple[int, ...]
-    init_kind: str
-    n_restarts: int
+    init_kind: str  # "varpro" (starts from the scan), "screen" (best grid starts) or "starts" (as given)
+    n_restarts: int  # restarts solved per task
     n_pad: int
     members: list[Prepared]
 
@@ -179,16 +179,26 @@ class Group:
 MERGE_WORK = 1 << 21
 
 
-def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
+def _program_kind(init_kind: str) -> str:
+    return init_kind if init_kind in ("varpro", "screen") else "starts"
+
+
+def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) -> list[Group]:
     buckets: dict[tuple, list[Prepared]] = defaultdict(list)
     for item in prepared:
-        n_restarts = varpro_starts if item.init_kind == "varpro" else item.starts.shape[0]
+        kind = _program_kind(item.init_kind)
+        if kind == "varpro":
+            n_restarts = varpro_starts
+        elif kind == "screen":
+            n_restarts = min(screen_starts, item.starts.shape[0])
+        else:
+            n_restarts = item.starts.shape[0]
         key = (
             item.law.name,
             id(item.law),
             item.task.objective,
             item.free,
-            item.init_kind == "varpro",
+            kind,
             n_restarts,
             bucket_size(item.n_points),
         )
@@ -214,11 +224,7 @@ def group(prepared: list[Prepared], varpro_starts: int) -> list[Group]:
     groups = []
     for key, members in merged:
         first = members[0]
-        groups.append(
-            Group(
-                first.law, first.task.objective, first.free, "varpro" if key[4] else "starts", key[5], key[6], members
-            )
-        )
+        groups.append(Group(first.law, first.task.objective, first.free, key[4], key[5], key[6], members))
     return groups
 
 
@@ -226,7 +232,8 @@ def pack(group: Group, members: list[Prepared]) -> dict[str, np.ndarray]:
     """Padded arrays for a chunk of a group's tasks.
 
     inputs [tasks, n_pad, n_inputs], target [tasks, n_pad], coeff [tasks, n_pad], theta_fixed
-    [tasks, n_params], starts [tasks, restarts, n_free] (absent for varpro). Padding repeats the
+    [tasks, n_params], starts [tasks, restarts, n_free] (absent for varpro; the whole grid to screen
+    for "screen"). Padding repeats the
     first point (so the law stays finite there) with zero weight.
     """
     n_tasks, n_pad = len(members), group.n_pad

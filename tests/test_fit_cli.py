@@ -114,7 +114,12 @@ CLI_ERRORS = [
     ("unknown --map column", "runs.csv", ["--map", "params=X,tokens=D,value=loss"], "--map: column(s) ['X'] not in"),
     ("malformed --map", "runs.csv", ["--map", "params"], "--map: expected name=column pairs"),
     ("unknown law", "runs.csv", ["--law", "nope"], "unknown law 'nope'"),
-    ("bad --restarts", "runs.csv", ["--restarts", "many"], "--restarts: expected 'grid', 'varpro' or a number"),
+    (
+        "bad --restarts",
+        "runs.csv",
+        ["--restarts", "many"],
+        "--restarts: expected 'varpro', 'grid', 'screen' or a number",
+    ),
     ("zero --restarts", "runs.csv", ["--restarts", "0"], "--restarts: need at least 1 start"),
     ("bad --holdout", "runs.csv", ["--holdout", "params~1e9"], "--holdout: expected COLUMN OP NUMBER"),
     ("unknown --group-by", "runs.csv", ["--group-by", "nosuch"], "--group-by: no column 'nosuch'"),

@@ -105,3 +105,18 @@ def test_cli_json_and_heatmaps(tmp_path):
     assert out["n_cells"] == 20 and {c["variant"] for c in out["cells"]} == {"main"}
     assert set(out["cells"][0]) >= {"variant", "family", "k", "q", "are_percent", "status"}
     assert [p.name for p in tmp_path.glob("*.png")] == ["hitchhiker_main_t5-pile.png"]
+
+
+def test_bootstrap_intervals_per_cell_in_the_same_job():
+    """Resamples of each cell's training rows, fitted in the same job: each cell gets an ARE interval
+    around its own ARE, and resampling is seeded."""
+    data = lawfit.datasets.load("hitchhiker")
+    cells, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    again, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    assert [c["are_lo"] for c in cells] == [c["are_lo"] for c in again]
+    scored = [c for c in cells if c["are_percent"] is not None and c["bootstrap_ok"] >= 10]
+    assert len(scored) >= 10
+    for cell in scored:
+        assert cell["are_lo"] <= cell["are_hi"]
+        # the full-data ARE lies inside (or within a point of) its resampling interval
+        assert cell["are_lo"] - 1.0 <= cell["are_percent"] <= cell["are_hi"] + 1.0
