@@ -1,5 +1,7 @@
 """fit / fit_many behaviour: bad input, batched status codes, restarts, fixed parameters."""
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -215,3 +217,27 @@ def test_progress_bar_reports_rate_and_eta(capsys):
     assert "fits/s" in err and "ETA" in err and "3/3 fits in" in err
     lawfit.fit_many(tasks, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_screen_runs_the_solver_from_the_best_grid_starts():
+    """init="screen": the objective at all 4500 grid starts in one pass, the solver from the best 8; it
+    reaches the full grid's optimum here, and those 8 are the grid starts with the lowest objective."""
+    frame = _chinchilla_frame(noise=0.003, seed=4)
+    (task,) = lawfit.tasks_from_frame(frame, "chinchilla", init="grid")
+    screen = dataclasses.replace(task, init="screen")
+    grid_row, screen_row = lawfit.fit_many([task, screen], keep_restarts=True).to_dicts()
+    assert screen_row["n_restarts"] == 8 and grid_row["n_restarts"] == 4500
+    assert screen_row["status"] == "converged"
+    assert screen_row["objective"] <= grid_row["objective"] * (1 + 1e-9)
+    # The screened starts are the 8 best: compare with the objective at every start, from numpy.
+    law = lawfit.laws.get("chinchilla")
+    starts = law.grid_starts()
+    log_pred = np.log(np.asarray([law.predict_raw(s, np.c_[frame["params"], frame["tokens"]]) for s in starts]))
+    r = np.log(frame["value"].to_numpy())[None, :] - log_pred
+    huber = np.where(np.abs(r) <= 1e-3, 0.5 * r**2, 1e-3 * (np.abs(r) - 0.5e-3)).sum(axis=1)
+    three = lawfit.fit_many([screen], screen_starts=3, keep_restarts=True).row(0, named=True)
+    assert three["n_restarts"] == 3
+    # LM never accepts a worse point: each restart ends no worse than the third-best grid start.
+    assert max(three["restart_objective"]) <= np.sort(huber)[2] * (1 + 1e-9)
+    with pytest.raises(ValueError, match="screen_starts must be >= 1"):
+        lawfit.fit_many([screen], screen_starts=0)
