@@ -162,6 +162,11 @@ def _reproduce_hitchhiker(args) -> int:
         seed=args.seed,
         progress=False if args.json else None,
     )
+    if args.out:
+        import polars as pl
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(cells, infer_schema_length=None).write_parquet(Path(args.out) / "results.parquet")
     plots = []
     if args.plot:
         from .plots import are_heatmaps
@@ -289,17 +294,27 @@ def _leaderboard(args) -> int:
     return 0
 
 
+def _read_results(arg: str):
+    """(path, table) of a results.parquet given as the file or the --out folder holding it."""
+    import polars as pl
+
+    path = Path(arg)
+    if path.is_dir():
+        path = path / "results.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"no such results file: {path}")
+    try:
+        return path, pl.read_parquet(path)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from err
+
+
 def _plot(args) -> int:
     import polars as pl
 
     from . import plots
 
-    path = Path(args.results)
-    if path.is_dir():
-        path = path / "results.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"no such results file: {path}")
-    table = pl.read_parquet(path)
+    path, table = _read_results(args.results)
     out = Path(args.out) if args.out else path.parent
     columns = set(table.columns)
     if {"family", "k", "cut", "law", "are_percent"} <= columns:
@@ -363,15 +378,7 @@ def _predict(args) -> int:
 
     from . import fitjob
 
-    path = Path(args.results)
-    if path.is_dir():
-        path = path / "results.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"no such results file: {path}")
-    try:
-        results = pl.read_parquet(path)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from err
+    path, results = _read_results(args.results)
     if "theta" not in results.columns or "law" not in results.columns:
         raise ValueError(f"{path} is not a lawfit results file (needs columns 'law' and 'theta')")
     values = {k: v for k, v in (("params", args.params), ("tokens", args.tokens), ("flops", args.flops)) if v}
@@ -396,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
     rep.add_argument("--variant", help="hitchhiker: main, no-cut, one-model (comma-separated; default all)")
     rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
+    rep.add_argument("--out", help="hitchhiker: write the cells to OUT/results.parquet (`lawfit plot OUT` redraws)")
     rep.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
     rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
     rep.add_argument("--varpro-starts", type=int, default=8)

@@ -52,7 +52,7 @@ def _bnsl_predict(n_breaks):
     def predict(theta, feats):
         """Broken neural scaling law (Caballero et al. 2022, arXiv:2210.14891, eq. 1):
 
-        y = a + b x^-c0 prod_i (1 + (x/d_i)^(1/f_i))^(-c_i f_i),
+        y = a + b x^-c0 prod_i (1 + (x/d_i)^(1/f_i))^(-c_i f_i),  i = 1 .. n_breaks,
         with b = e^log_b, d_i = e^log_d_i, f_i = e^log_f_i.
         theta = (a, log_b, c0, [log_d_i, c_i, log_f_i] for each break).
         """
@@ -70,15 +70,17 @@ def _bnsl_predict(n_breaks):
 def _bnsl(n_breaks: int) -> Law:
     names = ["a", "log_b", "c0"]
     grid = {"a": (0.0, 1.0), "log_b": (0.0, 3.0, 6.0), "c0": (0.05, 0.3)}
-    for i in range(n_breaks):
+    # Breaks are numbered from 1 (c0 is the first segment's exponent). The law reads compute, so the
+    # break locations start across log FLOPs of today's training runs (1e15 .. 1e21).
+    for i in range(1, n_breaks + 1):
         names += [f"log_d{i}", f"c{i}", f"log_f{i}"]
-        grid |= {f"log_d{i}": (15.0, 20.0, 25.0), f"c{i}": (0.1, 0.5), f"log_f{i}": (0.0,)}
+        grid |= {f"log_d{i}": (35.0, 42.0, 49.0), f"c{i}": (0.1, 0.5), f"log_f{i}": (0.0,)}
     return Law(
         name=f"bnsl_{n_breaks}",
         param_names=tuple(names),
         inputs=("flops",),
         predict=_bnsl_predict(n_breaks),
-        formula="y = a + b x^-c0 prod_i (1 + (x/d_i)^(1/f_i))^(-c_i f_i)",
+        formula="y = a + b x^-c0 prod_{i>=1} (1 + (x/d_i)^(1/f_i))^(-c_i f_i)",
         reference="Caballero et al. 2022, arXiv:2210.14891",
         init_grid=grid,
     )

@@ -97,7 +97,7 @@ def test_one_model_final_cells(reproduced):
 def test_cli_json_and_heatmaps(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "lawfit.cli", "reproduce", "hitchhiker", "--family", "t5-pile", "--variant", "main",
-         "--json", "--plot", str(tmp_path)],
+         "--json", "--plot", str(tmp_path), "--out", str(tmp_path / "cells")],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -105,6 +105,17 @@ def test_cli_json_and_heatmaps(tmp_path):
     assert out["n_cells"] == 20 and {c["variant"] for c in out["cells"]} == {"main"}
     assert set(out["cells"][0]) >= {"variant", "family", "k", "q", "are_percent", "status"}
     assert [p.name for p in tmp_path.glob("*.png")] == ["hitchhiker_main_t5-pile.png"]
+    # The saved cells redraw the same heatmap with `lawfit plot`.
+    saved = pl.read_parquet(tmp_path / "cells" / "results.parquet")
+    assert saved.height == 20 and saved["are_percent"].to_list() == [c["are_percent"] for c in out["cells"]]
+    redraw = subprocess.run(
+        [sys.executable, "-m", "lawfit.cli", "plot", str(tmp_path / "cells")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert redraw.returncode == 0, redraw.stderr[-2000:]
+    assert redraw.stdout.split() == [str(tmp_path / "cells" / "hitchhiker_main_t5-pile.png")]
 
 
 def test_bootstrap_intervals_per_cell_in_the_same_job():

@@ -111,6 +111,15 @@ def test_every_registered_law_is_tested():
     assert sorted(CASES) == kernels.names()
 
 
+def test_parameter_names_are_distinct_and_gridded():
+    """Names address parameters (fixed=, result columns, grids): a repeated name would alias two of them."""
+    for name in kernels.names():
+        law = kernels.get(name)
+        assert len(set(law.param_names)) == law.n_params, name
+        assert set(law.init_grid) == set(law.param_names), name
+    assert kernels.get("bnsl_2").param_names[3:] == ("log_d1", "c1", "log_f1", "log_d2", "c2", "log_f2")
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_predict_matches_numpy(name):
     theta, raw, reference = CASES[name]
