@@ -67,6 +67,9 @@ def _bnsl_predict(n_breaks):
     return predict
 
 
+LOG_F_MIN = -5.0
+
+
 def _bnsl(n_breaks: int) -> Law:
     names = ["a", "log_b", "c0"]
     grid = {"a": (0.0, 1.0), "log_b": (0.0, 3.0, 6.0), "c0": (0.05, 0.3)}
@@ -75,6 +78,9 @@ def _bnsl(n_breaks: int) -> Law:
     for i in range(1, n_breaks + 1):
         names += [f"log_d{i}", f"c{i}", f"log_f{i}"]
         grid |= {f"log_d{i}": (35.0, 42.0, 49.0), f"c{i}": (0.1, 0.5), f"log_f{i}": (0.0,)}
+    # A break narrower than f = e^-5 (under 1 % of an e-fold of x) is a kink: fits that want a sharper
+    # one otherwise crawl towards f -> 0 without end; at the bound they are reported `bound-hit`.
+    lower = tuple(LOG_F_MIN if name.startswith("log_f") else -np.inf for name in names)
     return Law(
         name=f"bnsl_{n_breaks}",
         param_names=tuple(names),
@@ -83,6 +89,7 @@ def _bnsl(n_breaks: int) -> Law:
         formula="y = a + b x^-c0 prod_{i>=1} (1 + (x/d_i)^(1/f_i))^(-c_i f_i)",
         reference="Caballero et al. 2022, arXiv:2210.14891",
         init_grid=grid,
+        lower=lower,
     )
 
 
