@@ -11,15 +11,21 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+def machine_line(machine: dict) -> str:
+    """Processor, cores, device and the jax and scipy versions of a recorded run."""
+    return (
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, device `{machine['device']}`; "
+        f"jax {machine['versions']['jax']}, scipy {machine['versions']['scipy']}."
+    )
+
+
 def chinchilla_section(result: dict) -> list[str]:
     fig, machine = result["figures"], result["machine"]
     scipy = fig["scipy_lbfgsb"]
     lines = [
         "## chinchilla_grid — Epoch's Chinchilla approach-3 problem, 4500-start grid",
         "",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, device `{machine['device']}`; "
-        f"jax {machine['versions']['jax']}, scipy {machine['versions']['scipy']}. "
-        f"Best objective found: {fig['best_objective']:.10e}.",
+        f"{machine_line(machine)} Best objective found: {fig['best_objective']:.10e}.",
         "",
         "| route | starts | seconds (warm) | compile s | ms / start | per-start speed-up vs scipy | "
         "grid-to-optimum speed-up | starts at optimum (1e-9 rel) | within 1e-6 rel |",
@@ -67,8 +73,7 @@ def hitchhiker_section(result: dict) -> list[str]:
     lines = [
         "## hitchhiker_grid — the Hitchhiker main grid (OPT, GPT-3, T5-Pile), engine vs scipy curve_fit loop",
         "",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, device `{machine['device']}`; "
-        f"jax {machine['versions']['jax']}, scipy {machine['versions']['scipy']}.",
+        machine_line(machine),
         "",
         "| starts per cell | cells | engine s (warm) | scipy s | scipy ms / cell | speed-up | "
         "cells within 0.1 ARE points of scipy | max difference (points) |",
@@ -109,8 +114,7 @@ def scale_section(result: dict) -> list[str]:
     lines = [
         "## scale — synthetic jobs of 10^3 to 10^5 fit tasks through the streaming runner",
         "",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, device `{machine['device']}`; "
-        f"jax {machine['versions']['jax']}. Task: {fig['task']}; {fig['chunk_tasks']} tasks per chunk "
+        f"{machine_line(machine)} Task: {fig['task']}; {fig['chunk_tasks']} tasks per chunk "
         "(one Parquet file each). Each job runs in its own process (start-up and compile-cache loads "
         "included), after a warm-up job that fills the persistent compilation cache.",
         "",
