@@ -204,8 +204,6 @@ def _fit(args) -> int:
         kernels.get(name)  # unknown law: one-line error before any work
     if args.delta <= 0:
         raise ValueError(f"--delta: expected a positive number, got {args.delta}")
-    if args.chunk < 1:
-        raise ValueError(f"--chunk: expected a number of tasks >= 1, got {args.chunk}")
     job = fitjob.FitJob(
         laws=laws,
         group_by=tuple(c.strip() for c in args.group_by.split(",") if c.strip()),
@@ -251,8 +249,6 @@ def _leaderboard(args) -> int:
         frame, title = read_observations(args.file, args.map), Path(args.file).name
     else:
         frame, title = datasets.load(args.dataset), args.dataset
-    if args.chunk < 1:
-        raise ValueError(f"--chunk: expected a number of tasks >= 1, got {args.chunk}")
     objective = Objective.parse(args.objective, delta=args.delta)
     spec = leaderboard.Leaderboard(
         laws=() if args.laws == "all" else tuple(n.strip() for n in args.laws.split(",") if n.strip()),
@@ -265,10 +261,6 @@ def _leaderboard(args) -> int:
     )
     if args.max_steps < 1:
         raise ValueError(f"--max-steps: expected >= 1, got {args.max_steps}")
-    for name in spec.laws:
-        from lawfit import kernels
-
-        kernels.get(name)
     out = leaderboard.run(
         frame,
         spec,
@@ -338,11 +330,14 @@ def _plot(args) -> int:
 
 
 def _share(args):
-    """This process's share of the job: all of it, or its part of a `--distributed` run."""
-    from .cluster import Share, connect
+    """Checks the runner flags; this process's share of the job: all of it, or its part of a
+    `--distributed` run."""
+    from .cluster import ALONE, connect
 
+    if args.chunk < 1:
+        raise ValueError(f"--chunk: expected a number of tasks >= 1, got {args.chunk}")
     if not args.distributed:
-        return Share()
+        return ALONE
     return connect(args.coordinator, args.num_processes, args.process_id)
 
 

@@ -121,6 +121,13 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def resample(task: Task, rng: np.random.Generator, **changes: Any) -> Task:
+    """A bootstrap resample of `task`: its points drawn with replacement, other fields as `changes`."""
+    n_points = len(task.target)
+    pick = rng.integers(0, n_points, n_points)
+    return dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], **changes)
+
+
 def _solve(tasks: list[Task], job: FitJob, progress, parts: Path | None, share: Share) -> list[dict[str, Any]]:
     """Rows of `fit_many(tasks)`, in order; through the resumable runner when `parts` is a folder."""
     if parts is None:
@@ -135,9 +142,7 @@ def _solve(tasks: list[Task], job: FitJob, progress, parts: Path | None, share: 
         solver=job.solver,
     )
     share.barrier(f"lawfit {parts}")
-    # Keyed by task hash: the folder may also hold rows of an earlier job with other data or laws.
-    by_key = {row["task_hash"]: row for row in runner.read(parts).drop("task_index", "chunk", "process").to_dicts()}
-    return [by_key[task.key()] for task in tasks]
+    return runner.rows_of(tasks, parts)
 
 
 def run(
@@ -195,11 +200,9 @@ def run(
     # optimum (the usual warm start; a resample's optimum lies near it).
     boot_tasks, owner = [], []
     for index, (task, row) in enumerate(zip(tasks, records, strict=True)):
-        n_points = len(task.target)
         start = task.init if row["params"] is None else np.asarray(row["params"])[None, :]
         for _ in range(job.bootstrap):
-            pick = rng.integers(0, n_points, n_points) if n_points else np.zeros(0, dtype=int)
-            boot_tasks.append(dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], init=start))
+            boot_tasks.append(resample(task, rng, init=start))
             owner.append(index)
     boot_records = _solve(boot_tasks, job, progress, parts and parts / "bootstrap", share) if boot_tasks else []
     by_owner: dict[int, list[dict]] = {}

@@ -20,7 +20,7 @@ import polars as pl
 from lawfit import kernels
 
 from .api import fit_many
-from .fitjob import percentile_interval
+from .fitjob import percentile_interval, resample
 from .holdout import are_percent
 from .types import Objective, Task
 
@@ -151,13 +151,8 @@ def run(
     rng = np.random.default_rng(seed)
     resamples = []
     for task in tasks if bootstrap else ():
-        n_points = len(task.target)
         for index in range(bootstrap):
-            pick = rng.integers(0, n_points, n_points)
-            labels = {**task.labels, "resample": index}
-            resamples.append(
-                dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], labels=labels)
-            )
+            resamples.append(resample(task, rng, labels={**task.labels, "resample": index}))
     began = time.perf_counter()
     fitted = fit_many(tasks + resamples, solver=solver, progress=progress).to_dicts()
     seconds = time.perf_counter() - began

@@ -280,8 +280,7 @@ def run(
     seconds = time.perf_counter() - began
     if not share.lead:
         return {"tasks": len(tasks), "seconds": seconds}
-    by_key = {row["task_hash"]: row for row in runner.read(parts).to_dicts()}
-    cells = score([by_key[task.key()] for task in tasks], meta, spec)
+    cells = score(runner.rows_of(tasks, parts), meta, spec)
     per_family, overall = rank(cells)
     cells.write_parquet(out / "results.parquet")
     (out / "leaderboard.md").write_text(markdown(per_family, overall, spec, title))

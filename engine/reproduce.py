@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from lawfit import kernels
 
 from . import datasets
 from .api import fit_many, tasks_from_frame
-from .fitjob import percentile_interval
+from .fitjob import percentile_interval, resample
 from .types import Objective
 
 # Epoch AI's refit of Chinchilla Approach 3 (Besiroglu et al. 2024): best of the 4500-start grid.
@@ -94,12 +93,7 @@ def chinchilla(
 
 def _chinchilla_bootstrap(task, best: np.ndarray, solver: str, n_resamples: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    n_points = len(task.target)
-    picks = rng.integers(0, n_points, (n_resamples, n_points))
-    resamples = [
-        dataclasses.replace(task, inputs=task.inputs[pick], target=task.target[pick], init=best[None, :])
-        for pick in picks
-    ]
+    resamples = [resample(task, rng, init=best[None, :]) for _ in range(n_resamples)]
     start = time.perf_counter()
     fitted = fit_many(resamples, solver=solver)
     seconds = time.perf_counter() - start

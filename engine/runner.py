@@ -71,6 +71,14 @@ def read(out: str | Path) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed").sort("task_index")
 
 
+def rows_of(tasks: Iterable[Task], out: str | Path) -> list[dict[str, Any]]:
+    """The row written under `out` for each task, in the order given. Looked up by task hash: the
+    folder may also hold rows of an earlier job with other data or laws."""
+    extra = ["task_index", "chunk", "process"]
+    by_key = {row["task_hash"]: row for row in read(out).drop(extra).to_dicts()}
+    return [by_key[task.key()] for task in tasks]
+
+
 def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     frame.write_parquet(tmp, compression="zstd")
