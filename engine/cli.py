@@ -498,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).strip() or type(err).__name__
         print(f"lawfit: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        from .cluster import disconnect
+
+        disconnect()
 
 
 if __name__ == "__main__":

@@ -60,4 +60,16 @@ def connect(coordinator: str | None = None, num_processes: int | None = None, pr
     if num is not None and pid is not None and not 0 <= pid < num:
         raise ValueError(f"--process-id: expected 0 <= id < {num}, got {pid}")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num, process_id=pid)
+    _connected[0] = True
     return Share(jax.process_index(), jax.process_count())
+
+
+_connected = [False]
+
+
+def disconnect() -> None:
+    """Leave the distributed job now, while this process is whole, rather than from an interpreter-exit
+    hook: a process that exits without reaching the shutdown barrier makes the others abort."""
+    if _connected[0]:
+        jax.distributed.shutdown()
+        _connected[0] = False
