@@ -79,8 +79,14 @@ def rows_of(tasks: Iterable[Task], out: str | Path) -> list[dict[str, Any]]:
     return [by_key[task.key()] for task in tasks]
 
 
-def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def _tmp_path(path: Path, process_index: int) -> Path:
+    """Where `path` is written before its rename. Named per process: processes sharing a directory
+    must never write, or clear away, each other's unfinished files."""
+    return path.with_name(f"{path.name}.p{process_index}.tmp")
+
+
+def _write_atomic(frame: pl.DataFrame, path: Path, process_index: int) -> None:
+    tmp = _tmp_path(path, process_index)
     frame.write_parquet(tmp, compression="zstd")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
@@ -98,7 +104,7 @@ def _check_manifest(out: Path, spec: Mapping[str, Any]) -> None:
             detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changed.items())
             raise ValueError(f"{out} holds results of a different job ({detail}); use another --out or remove it")
         return
-    tmp = path.with_name(MANIFEST + ".tmp")
+    tmp = _tmp_path(path, 0)  # only process 0 writes the manifest
     tmp.write_text(json.dumps(dict(spec), indent=1))
     os.replace(tmp, path)
 
@@ -134,7 +140,7 @@ def run(
         raise ValueError(f"chunk_tasks must be >= 1, got {chunk_tasks}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp"):  # left by a killed run; never a finished file
+    for stale in out.glob(f"*.p{process_index}.tmp"):  # left by this process's killed run; never a finished file
         stale.unlink()
     spec = {"chunk_tasks": chunk_tasks} | dict(sorted(fit_options.items()))
     spec = json.loads(json.dumps(spec, default=str))  # as the manifest will read back
@@ -170,7 +176,7 @@ def run(
         path = _part_path(out, chunk)
         if path.exists():  # the chunk was partly done by a run with other boundaries
             path = out / f"part-{chunk:06d}-{time.time_ns()}.parquet"
-        _write_atomic(frame, path)
+        _write_atomic(frame, path, process_index)
 
     source = _chunks(tasks, chunk_tasks)
     with concurrent.futures.ThreadPoolExecutor(1) as drawer, concurrent.futures.ThreadPoolExecutor(1) as writer:

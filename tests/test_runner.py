@@ -41,10 +41,12 @@ def test_lost_chunk_is_resolved_bit_identically(tmp_path):
     runner.run(list(_tasks()), tmp_path, chunk_tasks=CHUNK)
     before = runner.read(tmp_path)
     (tmp_path / "part-000001.parquet").unlink()
-    (tmp_path / "part-000002.parquet.tmp").write_bytes(b"half-written")  # what a kill can leave
+    (tmp_path / "part-000002.parquet.p0.tmp").write_bytes(b"half-written")  # what a kill can leave
+    # Another process's unfinished file: it may still be writing it, so this process leaves it be.
+    (tmp_path / "part-000003.parquet.p1.tmp").write_bytes(b"being written")
     summary = runner.run(list(_tasks()), tmp_path, chunk_tasks=CHUNK)
     assert (summary.n_solved, summary.n_skipped) == (CHUNK, N_TASKS - CHUNK)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [path.name for path in tmp_path.glob("*.tmp")] == ["part-000003.parquet.p1.tmp"]
     assert runner.read(tmp_path).equals(before)
 
 
