@@ -62,14 +62,30 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
 COMPACT_MIN_WORK = 1 << 14
 
 
-def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
+def _pad_rows(value, axis: int, extra: int):
+    """`value` with `extra` copies of its last entry along `axis` (numpy or device arrays)."""
+    xp = jnp if isinstance(value, jax.Array) else np
+    last = xp.take(value, xp.asarray([value.shape[axis] - 1] * extra), axis=axis)
+    return xp.concatenate([value, last], axis=axis)
+
+
+def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_restarts: int, pad_restarts: bool):
     """Drive the loop in stages; between stages, once the running lanes fit a batch of at most 3/4
     of the current size (`compact_plan`), done lanes leave, so a few slow restarts do not make every
     lane keep computing.
 
     Returns numpy arrays over the original [tasks, restarts] (theta, objective, status,
     iterations, evaluations) and the device problems as `begin` built them.
+
+    n_restarts: restarts per task that `begin` makes; pad_restarts: whether they are the explicit
+    starts in `packed` (which may then gain padding copies, `solvers.loop.lane_padding`).
     """
+    n_real = packed["target"].shape[0]
+    extra_tasks, extra_restarts = solvers.loop.lane_padding(n_real, n_restarts, pad_restarts)
+    if extra_tasks:
+        packed = {key: _pad_rows(value, 0, extra_tasks) for key, value in packed.items()}
+    if extra_restarts:
+        packed = packed | {"starts": _pad_rows(packed["starts"], 1, extra_restarts)}
     state, problems = begin(
         packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts")
     )
@@ -113,8 +129,9 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int):
             state, problems = solvers.loop.compact(state, problems, index, tasks)
             origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
     write_back(solvers.loop.finish(state), origin >= 0)
-    shape = (n_tasks, n_restarts)
-    return {key: value.reshape(shape + value.shape[1:]) for key, value in out.items()}, first_problems
+    shape, real = (n_tasks, n_restarts), (slice(n_real), slice(n_restarts - extra_restarts))
+    out = {key: value.reshape(shape + value.shape[1:])[real] for key, value in out.items()}
+    return out, jax.tree.map(lambda leaf: leaf[:n_real], first_problems)
 
 
 # log10 condition number of the column-scaled J^T J beyond which a converged fit is reported ill-conditioned:
@@ -165,12 +182,15 @@ class _Outcome:
     sensitivity: np.ndarray  # [n_free] at the best restart
 
 
-def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, devices, split_restarts: bool = True):
+def _run_on_devices(
+    begin, advance, packed, max_steps: int, stage_steps: int, devices, n_restarts: int, explicit_starts: bool
+):
     """`_run_stages` with the batch split over local devices, one host thread driving each.
 
     Tasks are split when there are at least as many as devices, else the explicit restarts (one task
-    with a 4500-start grid) when `split_restarts`; each part compacts on its own, so lanes stop
-    independently.
+    with a 4500-start grid) when `explicit_starts`; each part compacts on its own, so lanes stop
+    independently. n_restarts: restarts per task solved (the explicit starts', or the varpro or
+    screening picks).
     """
     n_tasks = packed["target"].shape[0]
     starts = packed.get("starts")
@@ -180,17 +200,18 @@ def _run_on_devices(begin, advance, packed, max_steps: int, stage_steps: int, de
             {key: value[index] for key, value in packed.items()}
             for index in np.array_split(np.arange(n_tasks), len(devices))
         ]
-    elif split_restarts and len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
+    elif explicit_starts and len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
         axis = "restarts"
         parts = [
             packed | {"starts": starts[:, index]} for index in np.array_split(np.arange(starts.shape[1]), len(devices))
         ]
     else:
-        return _run_stages(begin, advance, packed, max_steps, stage_steps)
+        return _run_stages(begin, advance, packed, max_steps, stage_steps, n_restarts, explicit_starts)
 
     def run(part, device):
         placed = {key: jax.device_put(value, device) for key, value in part.items()}
-        return _run_stages(begin, advance, placed, max_steps, stage_steps)
+        restarts = part["starts"].shape[1] if explicit_starts else n_restarts
+        return _run_stages(begin, advance, placed, max_steps, stage_steps, restarts, explicit_starts)
 
     with concurrent.futures.ThreadPoolExecutor(len(devices)) as pool:
         results = list(pool.map(run, parts, devices))
@@ -219,8 +240,9 @@ def _solve_group(
     for first in range(0, len(grp.members), per_chunk):
         members = grp.members[first : first + per_chunk]
         packed = pack(grp, members)
+        explicit = grp.init_kind not in ("varpro", "screen")
         out, problems = _run_on_devices(
-            begin, advance, packed, max_steps, stage_steps, devices, split_restarts=not n_screen
+            begin, advance, packed, max_steps, stage_steps, devices, grp.n_restarts, explicit
         )
         if bar is not None:
             bar.update(len(members))
@@ -351,7 +373,7 @@ def fit_many(
     keep_restarts: bool = False,
     at_best_rtol: float = 1e-6,
     chunk_lanes: int = 1 << 22,
-    stage_steps: int = 32,
+    stage_steps: int = 8,
     solver_options: Mapping[str, Any] | None = None,
     progress: bool | Progress | None = None,
 ) -> pl.DataFrame:

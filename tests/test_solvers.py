@@ -11,6 +11,7 @@ import pytest
 
 import lawfit
 from lawfit import kernels
+from lawfit.objectives import HUBER_CURVATURE
 from lawfit.solvers import varpro
 from lawfit.solvers.linalg import spd_solve
 from lawfit.solvers.problem import Problem
@@ -79,28 +80,41 @@ def test_log_linear_law_matches_closed_form(solver):
 
 
 def test_evaluator_matches_autodiff():
-    """f, J^T s and J^T J from the one-pass evaluator equal jax autodiff of the objective."""
+    """f and J^T s from the one-pass evaluator equal jax autodiff of the objective; its curvature
+    model is J^T J for squared loss and sum_i w_i (d pred_i)(d pred_i)^T for Huber, with weight 1
+    in the quadratic zone and HUBER_CURVATURE * delta / |r| outside it."""
     law = kernels.get("chinchilla")
     rng = np.random.default_rng(4)
     raw = np.exp(np.c_[rng.uniform(17, 23, 24), rng.uniform(20, 26, 24)])
     feats = law.features(jnp.asarray(raw))
     target = jnp.asarray(rng.uniform(0.6, 1.3, 24))
     coeff = jnp.asarray(rng.uniform(0.5, 2.0, 24))
-    objective = Objective("huber", 1e-2, "log", "sum")
     problems = Problem(feats[None], target[None], coeff[None], jnp.zeros((1, 5)))
     theta = jnp.asarray(law.grid_starts()[::900][None])  # [1, 5, 5]
-    for analytic in (True, False):
-        use = law if analytic else dataclasses.replace(law, log_predict_jac=None)
-        out = lawfit.solvers.Evaluator(use, objective, tuple(range(5)))(theta, problems)
-        residuals = lawfit.solvers.Residuals(use, objective, tuple(range(5)))
-        single = Problem(feats, target, coeff, jnp.zeros(5))
-        for r in range(theta.shape[1]):
-            s, jac = residuals.value_and_jacobian(theta[0, r], single)
-            np.testing.assert_allclose(out["f"][0, r], 0.5 * s @ s, rtol=1e-12)
-            np.testing.assert_allclose(out["grad"][0, r], jac.T @ s, rtol=1e-9, atol=1e-14)
-            np.testing.assert_allclose(out["hess"][0, r], jac.T @ jac, rtol=1e-9, atol=1e-14)
-            f, g = jax.value_and_grad(residuals.value)(theta[0, r], single)
-            np.testing.assert_allclose(out["grad"][0, r], g, rtol=1e-9, atol=1e-14)
+    theta = theta.at[0, 0].set([6.0, 7.0, -0.3, 0.3, 0.3])  # near the data: some points in Huber's quadratic zone
+    single = Problem(feats, target, coeff, jnp.zeros(5))
+    delta = 0.1
+    n_inside = 0
+    for objective in (Objective("huber", delta, "log", "sum"), Objective("squared", space="log")):
+        for analytic in (True, False):
+            use = law if analytic else dataclasses.replace(law, log_predict_jac=None)
+            out = lawfit.solvers.Evaluator(use, objective, tuple(range(5)))(theta, problems)
+            residuals = lawfit.solvers.Residuals(use, objective, tuple(range(5)))
+            for r in range(theta.shape[1]):
+                s, jac = residuals.value_and_jacobian(theta[0, r], single)
+                np.testing.assert_allclose(out["f"][0, r], 0.5 * s @ s, rtol=1e-12)
+                np.testing.assert_allclose(out["grad"][0, r], jac.T @ s, rtol=1e-9, atol=1e-14)
+                f, g = jax.value_and_grad(residuals.value)(theta[0, r], single)
+                np.testing.assert_allclose(out["grad"][0, r], g, rtol=1e-9, atol=1e-14)
+                if objective.loss == "squared":
+                    np.testing.assert_allclose(out["hess"][0, r], jac.T @ jac, rtol=1e-9, atol=1e-14)
+                    continue
+                pred_jac = np.asarray(jax.jacfwd(lambda th: law.log_predict(th, feats))(theta[0, r]))
+                size = np.abs(np.asarray(target) - np.asarray(law.log_predict(theta[0, r], feats)))
+                weight = np.asarray(coeff) * np.where(size <= delta, 1.0, HUBER_CURVATURE * delta / size)
+                n_inside += int(np.sum(size <= delta))
+                np.testing.assert_allclose(out["hess"][0, r], pred_jac.T @ (weight[:, None] * pred_jac), rtol=1e-9)
+    assert n_inside > 0  # both zones were exercised
 
 
 def test_compact_plan_keeps_running_lanes_per_task():
@@ -129,3 +143,38 @@ def test_dropping_finished_lanes_does_not_change_results():
     whole = lawfit.fit_many(tasks, stage_steps=100000, keep_restarts=True)
     for column in ("objective", "status", "iterations", "best_restart", "restart_objective", "restart_iterations"):
         assert staged[column].to_list() == whole[column].to_list(), column
+
+
+def test_lane_padding_takes_batches_off_aliasing_lane_counts():
+    from lawfit.solvers.loop import ALIAS_LANES, lane_padding
+
+    for n_tasks in [1, 2, 3, 63, 64, 65, 128, 512, 1000, 1024]:
+        for n_restarts in [1, 8, 16, 24, 64, 512, 1024, 4096, 4500]:
+            extra_tasks, extra_restarts = lane_padding(n_tasks, n_restarts)
+            lanes = (n_tasks + extra_tasks) * (n_restarts + extra_restarts)
+            if (n_tasks * n_restarts) % ALIAS_LANES:
+                assert (extra_tasks, extra_restarts) == (0, 0)  # only batches that need it are padded
+            assert lanes % ALIAS_LANES, (n_tasks, n_restarts)
+            assert extra_tasks <= 1 and extra_restarts <= 8
+            # Without padded restarts (varpro or screening picks) the task padding alone must do.
+            extra_tasks, extra_restarts = lane_padding(n_tasks, n_restarts, pad_restarts=False)
+            assert extra_restarts == 0
+            if n_restarts % ALIAS_LANES:
+                assert ((n_tasks + extra_tasks) * n_restarts) % ALIAS_LANES
+
+
+def test_padded_batches_return_the_real_tasks_and_restarts():
+    """64 tasks x 8 starts is 512 lanes: the solve runs padded and gives back exactly its tasks' rows,
+    equal to solving each task alone."""
+    rng = np.random.default_rng(5)
+    tasks = []
+    for k in range(64):
+        x = np.geomspace(1e18, 1e22, 12)
+        y = 1.7 + np.exp(9 + 0.01 * k) * x**-0.3 * np.exp(rng.normal(0, 0.01, 12))
+        objective = Objective("squared", space="log")
+        tasks.append(lawfit.Task(law="compute", inputs=x[:, None], target=y, objective=objective, init=8, seed=k))
+    together = lawfit.fit_many(tasks, keep_restarts=True)
+    assert together.height == 64 and all(len(v) == 8 for v in together["restart_objective"])
+    alone = lawfit.fit_many(tasks[-1:], keep_restarts=True)
+    np.testing.assert_allclose(together["restart_objective"][-1].to_numpy(), alone["restart_objective"][0].to_numpy(),
+                               rtol=1e-9)  # fmt: skip

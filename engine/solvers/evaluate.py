@@ -1,7 +1,8 @@
 """One pass over the points for a whole batch of lanes.
 
 Solvers never see points: they see, per lane, the objective f = 0.5 ||s||^2, its gradient
-g = J^T s and (for Gauss-Newton methods) J^T J. Those come from a single `lax.scan` over the
+g = J^T s and (for Gauss-Newton methods) the curvature model J^T W J (W: `objectives` curvature
+weights; W = 1 makes it J^T J). Those come from a single `lax.scan` over the
 points in which every step handles ONE point for ALL lanes at once, and accumulates the products.
 
 Why not `vmap` a per-lane function and reduce over points? On CPU, XLA then emits one reduction
@@ -105,7 +106,7 @@ class Evaluator(eqx.Module):
             return jnp.repeat(x, n_restarts, axis=0) if spread else x
 
         size = n_free + 1
-        # Accumulate the upper triangle of [J s]^T [J s] as separate [lanes] arrays: each update is
+        # Accumulate the upper triangle of [[J^T W J, g], [g^T, 2 f]] as separate [lanes] arrays: each update is
         # then one elementwise loop over the lanes that computes the point's exp/log/sqrt work once.
         # (Stacking the rows into one [size, lanes] array made XLA on CPU recompute that work for
         # every row: 5x slower.)
@@ -125,9 +126,16 @@ class Evaluator(eqx.Module):
             else:
                 feats, target, coeff = per_lane(feats[:, 0]), per_lane(target[:, 0]), per_lane(coeff[:, 0])
             pred, jac = self._prediction_and_jacobian(theta_rows, feats)
-            s, slope = residual_and_slope(self.objective, target, pred, coeff)
-            rows = [slope * d for d in jac] + [s]  # n_free + 1 arrays of [lanes * block]
-            products = [rows[i] * rows[j] for i, j in pairs]
+            if self.hessian:
+                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
+                weighted = [weight * d for d in jac]
+            else:
+                s, slope = residual_and_slope(self.objective, target, pred, coeff)
+            grad_rows = [(slope * s) * d for d in jac]
+            # (i, last): gradient; (last, last): 2 f; (i, j): the Gauss-Newton curvature model.
+            products = [
+                s * s if i == size - 1 else grad_rows[i] if j == size - 1 else weighted[i] * jac[j] for i, j in pairs
+            ]
             if block > 1:
                 products = [p.reshape(lanes, block).sum(axis=1) for p in products]
             return tuple(total + p for total, p in zip(acc, products, strict=True)), None
