@@ -102,7 +102,8 @@ def hitchhiker_section(result: dict) -> list[str]:
             f"{boot['resamples_per_cell'] + 1} fits x 16 starts = {boot['fits']} fits, first run, compiles included): "
             f"{boot['engine_seconds_cold']:.0f} s, {boot['engine_fits_per_second']:.0f} fits/s against scipy's "
             f"{boot['scipy_fits_per_second']:.0f} fits/s ({ratio:.1f}x); "
-            f"{boot['cells_with_interval']} cells got an ARE interval.",
+            f"{boot['cells_with_interval']} cells got an ARE interval."
+            + (f" ({boot['note']}.)" if boot.get("note") else ""),
             "",
         ]
     return lines

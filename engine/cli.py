@@ -396,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
     rep.add_argument("name", choices=["chinchilla", "hitchhiker", "overtraining", "datablations"])
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
-    rep.add_argument("--variant", help="hitchhiker: main, no-cut, one-model (comma-separated; default all)")
+    rep.add_argument(
+        "--variant",
+        help="hitchhiker: comma-separated of main, no-cut, one-model, scale-down, predict-best (default all)",
+    )
     rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
     rep.add_argument("--out", help="hitchhiker: write the cells to OUT/results.parquet (`lawfit plot OUT` redraws)")
     rep.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")

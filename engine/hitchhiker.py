@@ -28,7 +28,13 @@ from .types import Objective, Task
 MUENNIGHOFF_START = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 MAIN_FAMILIES = ("OPT", "gpt3", "t5-pile")
-DEFAULT_FAMILIES = {"main": MAIN_FAMILIES, "no-cut": MAIN_FAMILIES, "one-model": ("OPT", "olmo")}
+DEFAULT_FAMILIES = {
+    "main": MAIN_FAMILIES,
+    "no-cut": MAIN_FAMILIES,
+    "one-model": ("OPT", "olmo"),
+    "scale-down": MAIN_FAMILIES,
+    "predict-best": MAIN_FAMILIES,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +43,10 @@ class Variant:
 
     cut: train (and, with cut_test, test) rows need tokens > cut; test: "final" = the target's last
     checkpoint(s), "last30" = its rows with tokens >= 0.7 x its maximum.
+    scale_down: the sizes in reverse (the paper code's `scale_down`): the target is the SMALLEST model
+        and the k train models are the k largest, so the law extrapolates down in size.
+    baseline: "best-seen" fits nothing and predicts the lowest training value for every test row
+        (the paper code's `PredictBest`), the floor a law has to beat.
     """
 
     name: str = "main"
@@ -44,12 +54,16 @@ class Variant:
     cut_test: bool = False
     test: str = "final"
     one_model: bool = False  # train on ONE smaller model at a time, with a and alpha fixed at the start
+    scale_down: bool = False
+    baseline: str | None = None
 
 
 VARIANTS = {
     "main": Variant("main"),
     "no-cut": Variant("no-cut", cut=0.0, test="last30"),
     "one-model": Variant("one-model", cut_test=True, test="last30", one_model=True),
+    "scale-down": Variant("scale-down", scale_down=True),
+    "predict-best": Variant("predict-best", baseline="best-seen"),
 }
 
 
@@ -59,8 +73,8 @@ class Cell:
     k: int  # number of train models (1 for one-model cells)
     q: float
     variant: str
-    train_model: float  # size of the largest train model
-    train: pl.DataFrame  # rows of the k smallest models kept by the cuts
+    train_model: float  # size of the train model nearest the target (the largest; the smallest in scale-down)
+    train: pl.DataFrame  # rows of the k models farthest from the target kept by the cuts
     test: pl.DataFrame  # the target's scored rows
 
     @property
@@ -72,8 +86,8 @@ class Cell:
 def cells(family_rows: pl.DataFrame, family: str, variant: Variant) -> list[Cell]:
     """Every (k, q) cell of one family. family_rows: the family's rows (params, tokens, value)."""
     rows = family_rows.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
-    sizes = sorted(rows["params"].unique().to_list())
-    target_size, smaller = sizes[-1], sizes[:-1]
+    sizes = sorted(rows["params"].unique().to_list(), reverse=variant.scale_down)
+    target_size, smaller = sizes[-1], sizes[:-1]  # "smaller": larger ones in scale-down
     target = rows.filter(pl.col("params") == target_size)
     if variant.cut_test:
         target = target.filter(pl.col("tokens") > variant.cut)
@@ -136,6 +150,7 @@ def run(
             all_cells += cells(rows, family, VARIANTS[variant])
     # One-model fits hold a and alpha at the start (one size cannot determine the N term).
     fixed = {"a": MUENNIGHOFF_START[0], "alpha": MUENNIGHOFF_START[3]}
+    fit_cells = [cell for cell in all_cells if VARIANTS[cell.variant].baseline is None]
     tasks = [
         Task(
             law=law,
@@ -146,7 +161,7 @@ def run(
             fixed=fixed if VARIANTS[cell.variant].one_model else None,
             labels={"family": cell.family, "k": cell.k, "q": cell.q, "variant": cell.variant},
         )
-        for cell in all_cells
+        for cell in fit_cells
     ]
     rng = np.random.default_rng(seed)
     resamples = []
@@ -154,26 +169,48 @@ def run(
         for index in range(bootstrap):
             resamples.append(resample(task, rng, labels={**task.labels, "resample": index}))
     began = time.perf_counter()
-    fitted = fit_many(tasks + resamples, solver=solver, progress=progress).to_dicts()
+    fitted = fit_many(tasks + resamples, solver=solver, progress=progress).to_dicts() if tasks else []
     seconds = time.perf_counter() - began
 
-    def are(cell: Cell, row: dict[str, Any]) -> float | None:
+    def are(cell: Cell, predicted: np.ndarray | None) -> float | None:
+        if predicted is None:
+            return None
+        value = are_percent(cell.test["value"].to_numpy(), predicted)
+        return value if np.isfinite(value) else None
+
+    def law_prediction(cell: Cell, row: dict[str, Any]) -> np.ndarray | None:
         if row["params"] is None:
             return None
         x = cell.test.select("params", "tokens").to_numpy()
         with np.errstate(all="ignore"):
-            predicted = np.asarray(law.predict_raw(np.asarray(row["params"]), x))
-        value = are_percent(cell.test["value"].to_numpy(), predicted)
-        return value if np.isfinite(value) else None
+            return np.asarray(law.predict_raw(np.asarray(row["params"]), x))
 
+    def best_seen(cell: Cell, values: np.ndarray) -> np.ndarray | None:
+        return np.full(cell.test.height, values.min()) if values.size else None
+
+    finished = ("converged", "ill-conditioned")  # an ill-conditioned fit still predicts: it counts
+    fit_index = {id(cell): index for index, cell in enumerate(fit_cells)}
     out = []
-    for index, (cell, row) in enumerate(zip(all_cells, fitted[: len(tasks)], strict=True)):
+    for cell in all_cells:
         extra = {}
+        if VARIANTS[cell.variant].baseline:
+            train_values = cell.train["value"].to_numpy()
+            are_value = are(cell, best_seen(cell, train_values))
+            status = "baseline" if train_values.size else "too-few-points"
+            if bootstrap:  # the same resampling of the training rows, scored without a fit
+                n_rows = train_values.size
+                draws = [train_values[rng.integers(0, n_rows, n_rows)] for _ in range(bootstrap if n_rows else 0)]
+                scored = [are(cell, best_seen(cell, draw)) for draw in draws]
+                values = np.array([v for v in scored if v is not None])
+        else:
+            index = fit_index[id(cell)]
+            row = fitted[index]
+            are_value, status = are(cell, law_prediction(cell, row)), row["status"]
+            if bootstrap:
+                rows = fitted[len(tasks) + index * bootstrap : len(tasks) + (index + 1) * bootstrap]
+                scored = [are(cell, law_prediction(cell, r)) for r in rows if r["status"] in finished]
+                values = np.array([v for v in scored if v is not None])
         if bootstrap:
-            rows = fitted[len(tasks) + index * bootstrap : len(tasks) + (index + 1) * bootstrap]
-            # An ill-conditioned fit still predicts (only its parameters are not pinned down): it counts.
-            finished = ("converged", "ill-conditioned")
-            values = np.array([v for r in rows if r["status"] in finished and (v := are(cell, r)) is not None])
             low, high = percentile_interval(values)
             extra = {"are_lo": low, "are_hi": high, "bootstrap_ok": int(values.size)}
         out.append(
@@ -184,8 +221,8 @@ def run(
                 "q": cell.q,
                 "train_model": cell.train_model,
                 "n_sizes": cell.n_sizes,
-                "are_percent": are(cell, row),
-                "status": row["status"],
+                "are_percent": are_value,
+                "status": status,
                 "n_train": cell.train.height,
                 "n_test": cell.test.height,
             }

@@ -49,6 +49,38 @@ def test_cells_pick_the_recorded_rows():
     ]  # fmt: skip
 
 
+def test_scale_down_cells_target_the_smallest_model():
+    """scale-down reverses the sizes: the target is the smallest model, the k train models the k largest."""
+    data = _fixture()
+    cells = {(c.k, c.q): c for c in hitchhiker.cells(data, "fx", hitchhiker.VARIANTS["scale-down"])}
+    assert sorted({k for k, _ in cells}) == [2, 3]
+    assert cells[(2, 1.0)].test["params"].unique().to_list() == [1e8]
+    assert cells[(2, 1.0)].test["tokens"].to_list() == [4e10]  # the smallest model's final checkpoint
+    assert set(cells[(2, 1.0)].train["params"].unique().to_list()) == {8e8, 4e8}
+    assert cells[(2, 1.0)].train_model == 4e8  # the train model nearest the target
+    # Tmax over the 8e8 and 4e8 runs is 6e10: rows need 1e10 < tokens < q * 6e10.
+    assert cells[(2, 0.5)].train["tokens"].max() == 2.5e10
+    assert set(cells[(3, 1.0)].train["params"].unique().to_list()) == {8e8, 4e8, 2e8}
+
+
+def test_predict_best_scores_the_lowest_training_value_without_a_fit():
+    data = _fixture().with_columns(value=3.0 + 1e9 / pl.col("tokens") + 1e7 / pl.col("params"))
+    cells, _ = hitchhiker.run(data, families=("fx",), variants=("predict-best",), bootstrap=5)
+    by_cell = {(c["k"], c["q"]): c for c in cells}
+    for cell in hitchhiker.cells(data, "fx", hitchhiker.VARIANTS["predict-best"]):
+        row = by_cell[(cell.k, cell.q)]
+        if cell.train.height == 0:
+            assert row["are_percent"] is None and row["status"] == "too-few-points"
+            continue
+        best = cell.train["value"].min()
+        actual = cell.test["value"].to_numpy()
+        assert row["status"] == "baseline"
+        assert row["are_percent"] == pytest.approx(100 * np.mean(np.abs(best - actual) / actual), rel=1e-12)
+        # Every prediction lies above every target value here, and resampling can only raise the lowest
+        # value seen: no resample scores better than the full data.
+        assert row["are_lo"] >= row["are_percent"] - 1e-9 and row["bootstrap_ok"] == 5
+
+
 # The "Verified reproduction targets" of shared/data/hitchhiker/SOURCE.md (100 x ARE, q = 0.1 ... 1.0).
 TARGETS = [
     ("main", "OPT", 3, None, [40.47, 18.77, 18.39, 17.38, 15.83, 11.91, 9.97, 7.35, 5.63, 4.19]),
