@@ -58,6 +58,29 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
     return jax.jit(begin), jax.jit(advance)
 
 
+# Share of the kernel's memory-map limit (vm.max_map_count) at which compiled programs are dropped.
+MAPS_RELEASE_FRACTION = 0.5
+
+
+def _maps_near_limit() -> bool:
+    """Whether this process's memory mappings approach the kernel's limit. Every program the CPU
+    backend compiles holds ~20 mappings of code until it is dropped; a long job over many batch
+    shapes (a bootstrap study) otherwise reaches the limit and LLVM fails with "Cannot allocate
+    memory". Linux only; elsewhere False."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit, open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps) > MAPS_RELEASE_FRACTION * int(limit.read())
+    except (OSError, ValueError):
+        return False
+
+
+def release_programs() -> None:
+    """Drop every compiled program (the persistent compile cache, when on, reloads them cheaply)."""
+    _program.cache_clear()
+    _conditioning.cache_clear()
+    jax.clear_caches()
+
+
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
 COMPACT_MIN_WORK = 1 << 14
 
@@ -102,15 +125,12 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
     origin = np.arange(n_tasks * n_restarts)  # original flat lane of each current lane; -1 = padding
 
     def write_back(state, mask):
-        flat = {
-            "theta": state.theta.reshape((-1,) + state.theta.shape[2:]),
-            "objective": state.f.reshape(-1),
-            "status": state.status.reshape(-1),
-            "iterations": state.n_steps.reshape(-1),
-            "evaluations": state.n_evals.reshape(-1),
-        }
-        for key, values in flat.items():
-            out[key][origin[mask]] = np.asarray(values)[mask]
+        # Read to the host first: reshaping device arrays compiles a program per shape.
+        leaves = {"theta": state.theta, "objective": state.f, "status": state.status}
+        leaves |= {"iterations": state.n_steps, "evaluations": state.n_evals}
+        for key, values in leaves.items():
+            values = np.asarray(values)
+            out[key][origin[mask]] = values.reshape((-1,) + values.shape[2:])[mask]
 
     steps = 0
     while True:
@@ -250,6 +270,10 @@ def _solve_group(
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
         cond, sensitivity = (np.asarray(x) for x in conditioning(best_theta, problems))
+        if _maps_near_limit():
+            release_programs()
+            begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen)
+            conditioning = _conditioning(grp.law, grp.objective, grp.free)
         for row in range(len(members)):
             outcomes.append(
                 _Outcome(

@@ -178,3 +178,24 @@ def test_padded_batches_return_the_real_tasks_and_restarts():
     alone = lawfit.fit_many(tasks[-1:], keep_restarts=True)
     np.testing.assert_allclose(together["restart_objective"][-1].to_numpy(), alone["restart_objective"][0].to_numpy(),
                                rtol=1e-9)  # fmt: skip
+
+
+def test_dropping_compiled_programs_mid_job_changes_no_result(monkeypatch):
+    """A long job drops its compiled programs when the process nears the kernel's memory-map limit
+    (each CPU program holds mappings of code). Forced after every chunk, the fits come out the same."""
+    from lawfit import api
+
+    rng = np.random.default_rng(11)
+    tasks = []
+    for k in range(24):
+        x = np.geomspace(1e18, 1e22, 10 + k % 7)
+        y = 1.7 + np.exp(9 + 0.02 * k) * x**-0.3 * np.exp(rng.normal(0, 0.01, x.size))
+        tasks.append(lawfit.Task(law="compute", inputs=x[:, None], target=y, init=4, seed=k))
+    kept = lawfit.fit_many(tasks, chunk_lanes=4 * 16 * 4)
+    released = []
+    monkeypatch.setattr(api, "MAPS_RELEASE_FRACTION", 0.0)
+    monkeypatch.setattr(api, "release_programs", lambda original=api.release_programs: released.append(1) or original())
+    dropped = lawfit.fit_many(tasks, chunk_lanes=4 * 16 * 4)
+    assert len(released) >= 6  # one per chunk of 4 tasks
+    assert dropped["status"].to_list() == kept["status"].to_list()
+    np.testing.assert_allclose(dropped["objective"].to_numpy(), kept["objective"].to_numpy(), rtol=1e-12)

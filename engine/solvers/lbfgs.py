@@ -59,14 +59,14 @@ class LBFGS(Box):
             f=f,
             grad=grad,
             direction=direction,
-            t=jnp.asarray(1.0),
-            lo=jnp.asarray(0.0),
-            hi=jnp.asarray(jnp.inf),
-            ls_steps=jnp.asarray(0),
+            t=jnp.asarray(1.0, dtype=theta.dtype),
+            lo=jnp.asarray(0.0, dtype=theta.dtype),
+            hi=jnp.asarray(jnp.inf, dtype=theta.dtype),
+            ls_steps=jnp.asarray(0, dtype=int),
             memory=memory,
-            n_steps=jnp.asarray(0),
-            n_evals=jnp.asarray(1),
-            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
+            n_steps=jnp.asarray(0, dtype=int),
+            n_evals=jnp.asarray(1, dtype=int),
+            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE).astype(int),
         )
 
     def propose(self, state: LBFGSState):

@@ -55,11 +55,11 @@ class LevenbergMarquardt(Box):
             grad=grad,
             hess=hess,
             scale=jnp.maximum(jnp.diag(hess), _TINY),
-            lam=jnp.asarray(1e-3),
-            nu=jnp.asarray(2.0),
-            n_steps=jnp.asarray(0),
-            n_evals=jnp.asarray(1),
-            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE),
+            lam=jnp.asarray(1e-3, dtype=theta.dtype),
+            nu=jnp.asarray(2.0, dtype=theta.dtype),
+            n_steps=jnp.asarray(0, dtype=int),
+            n_evals=jnp.asarray(1, dtype=int),
+            status=jnp.where(finite, Status.RUNNING, Status.NON_FINITE).astype(int),
         )
 
     def propose(self, state: LMState):

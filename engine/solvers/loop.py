@@ -113,6 +113,14 @@ def compact(state, problems, index: np.ndarray, tasks: np.ndarray):
     padding = index < 0
     # Fill padding with a lane of the same task (its first running one) or any kept lane.
     filled = np.where(padding, np.where(index[:, :1] >= 0, index[:, :1], index[0, 0]), index)
+    return _gather(state, problems, jnp.asarray(filled), jnp.asarray(padding), jnp.asarray(tasks))
+
+
+@jax.jit
+def _gather(state, problems, filled, padding, tasks):
+    # One compiled program per (batch, compacted batch) shape pair. Done op by op, every leaf's gather,
+    # reshape and select was its own executable: a long bootstrap job compiled thousands of them, and
+    # the CPU backend's code mappings ran into the kernel's map limit (LLVM "Cannot allocate memory").
     flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]), state)
     lanes = jax.tree.map(lambda leaf: leaf[filled], flat)
     status = jnp.where(padding, Status.CONVERGED, lanes.status)
