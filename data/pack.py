@@ -37,7 +37,10 @@ def bucket_sizes(n_points: np.ndarray) -> np.ndarray:
     power = np.left_shift(1, np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     # Exact next power of two (the float log2 can be off by one at the edges).
     power = np.where(power < n, power * 2, np.where(power // 2 >= n, power // 2, power))
-    return np.where(n <= 8, 8, np.where(n <= 256, sixteen, power))
+    # Beyond 256: quarter octaves (4, 5, 6 or 7 x a power of two), so long series pad by <= 25 %.
+    quarter = np.maximum(power // 8, 1)
+    quarter = -(-n // quarter) * quarter
+    return np.where(n <= 8, 8, np.where(n <= 256, sixteen, quarter))
 
 
 def pack_frame(frame: pl.DataFrame, *, task: str, columns: Sequence[str], target: str = "value") -> list[Bucket]:

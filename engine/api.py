@@ -81,6 +81,9 @@ def release_programs() -> None:
     jax.clear_caches()
 
 
+# Lanes x padded points up to which a compacted batch may give every lane its own copy of its task's
+# data (`compact_plan`): about 2 MB of point data, which stays in cache.
+SINGLE_LANE_POINTS = 1 << 22
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
 COMPACT_MIN_WORK = 1 << 14
 
@@ -143,7 +146,8 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         # Compacting pays only on big batches: each new shape costs a compile (or a cache load).
         if running.size * n_pad < COMPACT_MIN_WORK:
             continue
-        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape))
+        single = SINGLE_LANE_POINTS // n_pad
+        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape), max_single_lanes=single)
         if index.size * 4 <= running.size * 3:
             write_back(state, ~running & (origin >= 0))
             state, problems = solvers.loop.compact(state, problems, index, tasks)

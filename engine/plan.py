@@ -214,7 +214,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
             index, own = open_group[program]
             members = merged[index][1] + buckets[key]
             padded = len(members) * key[5] * key[6]
-            if padded <= MERGE_WORK and padded <= 2 * (own + work):
+            if padded <= MERGE_WORK and 4 * padded <= 5 * (own + work):
                 merged[index] = (key, members)
                 open_group[program] = (index, own + work)
                 continue

@@ -199,3 +199,41 @@ def test_dropping_compiled_programs_mid_job_changes_no_result(monkeypatch):
     assert len(released) >= 6  # one per chunk of 4 tasks
     assert dropped["status"].to_list() == kept["status"].to_list()
     np.testing.assert_allclose(dropped["objective"].to_numpy(), kept["objective"].to_numpy(), rtol=1e-12)
+
+
+def test_compact_plan_gives_slow_restarts_single_lanes():
+    """When a few restarts of many tasks still run, each gets one lane (with its task's data) instead
+    of a row of min_restarts lanes."""
+    running = np.zeros((6, 16), dtype=bool)
+    running[[0, 2, 3, 5], [3, 0, 15, 7]] = True
+    running[2, 9] = True
+    index, tasks = lawfit.solvers.loop.compact_plan(running, max_single_lanes=64)
+    assert index.shape == (8, 1)
+    assert index[:5, 0].tolist() == [3, 32, 41, 63, 87] and (index[5:] == -1).all()
+    assert tasks[:5].tolist() == [0, 2, 2, 3, 5]
+    rows, _ = lawfit.solvers.loop.compact_plan(running)  # not allowed: task rows
+    assert rows.shape == (4, 8)
+
+
+def test_compacted_batches_give_the_rows_of_one_uninterrupted_loop(monkeypatch):
+    """Compaction into task rows and into single lanes, forced every 2 steps, changes no result."""
+    from lawfit import api
+
+    monkeypatch.setattr(api, "COMPACT_MIN_WORK", 0)
+    rng = np.random.default_rng(8)
+    tasks = []
+    for k in range(6):
+        x = np.exp(rng.uniform(40, 48, 15 + 9 * k))
+        y = 1.7 + np.exp(9.0 + k) * x ** -(0.2 + 0.03 * k) * np.exp(rng.normal(0, 0.01, x.size))
+        tasks.append(lawfit.Task(law="compute", inputs=x[:, None], target=y, init=12, seed=k,
+                                 objective=Objective("squared", space="log")))  # fmt: skip
+    whole = lawfit.fit_many(tasks, stage_steps=100000, keep_restarts=True)
+    for single in (0, 1 << 22):
+        monkeypatch.setattr(api, "SINGLE_LANE_POINTS", single)
+        staged = lawfit.fit_many(tasks, stage_steps=2, keep_restarts=True)
+        # Equal up to rounding: a batch's shape sets how the point sums are blocked.
+        for column in ("status", "restart_status"):  # (the best restart may be another at the same optimum)
+            assert staged[column].to_list() == whole[column].to_list(), (single, column)
+        for column in ("objective", "restart_objective"):
+            np.testing.assert_allclose(np.asarray(staged[column].to_list()), np.asarray(whole[column].to_list()),
+                                       rtol=1e-9)  # fmt: skip

@@ -79,14 +79,26 @@ def lane_padding(n_tasks: int, n_restarts: int, pad_restarts: bool = True) -> tu
     return 0, 0
 
 
-def compact_plan(running: np.ndarray, min_restarts: int = 8):
+def _ladder(n: int) -> int:
+    """`n` rounded up to 8 or to 4, 5, 6 or 7 x a power of two (at most 25 % padding): a short
+    ladder of batch heights, so few shapes are ever compiled."""
+    if n <= 8:
+        return 8
+    top = 1 << (n.bit_length() - 3)  # n = (4..7) x top + rest
+    return -(-n // top) * top
+
+
+def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0):
     """Where the running lanes of `running: [tasks, restarts]` go in a smaller batch.
 
-    Tasks without a running lane leave; each kept task keeps its running restarts, padded to a
-    power of two (at least `min_restarts`; multiples of 512 beyond 1024); the number of tasks is
-    padded to a power of two too,
-    so only a short ladder of shapes is ever compiled. Restarts stay the minor axis with the task's
-    data shared, as in the first batch.
+    Task rows: tasks without a running lane leave; each kept task keeps its running restarts,
+    padded to a power of two (at least `min_restarts`; multiples of 512 beyond 1024); the number of
+    tasks is padded to a power of two too. Restarts stay the minor axis with the task's data shared.
+    Single lanes (`[lanes, 1]`, each running lane with its own copy of its task's data), when that
+    needs at most `max_single_lanes` and 4/5 of the lanes of task rows: the tail of a batch, where a
+    few slow restarts of many tasks would each hold `min_restarts` lanes. (Per-lane data costs
+    memory traffic: on 2 CPU cores past ~2 MB of it, a lane-point costs 2-3x a shared one.)
+    Heights are kept off the aliasing lane counts (`lane_padding`).
 
     Returns (index [tasks', restarts'] of flat lanes to gather, or -1 for padding; task of each row).
     """
@@ -94,9 +106,15 @@ def compact_plan(running: np.ndarray, min_restarts: int = 8):
     counts = running.sum(axis=1)
     kept = np.flatnonzero(counts)
     widest = int(counts.max())
-    # Powers of two up to 1024, then multiples of 512: a short ladder of shapes.
     width = max(min_restarts, 1 << (widest - 1).bit_length()) if widest <= 1024 else -(-widest // 512) * 512
     height = 1 << (len(kept) - 1).bit_length()
+    single = _ladder(int(counts.sum()))
+    if single <= max_single_lanes and 5 * single <= 4 * height * width:
+        lanes = np.flatnonzero(running.reshape(-1))
+        single += lane_padding(single, 1)[0]
+        index = np.full((single, 1), -1)
+        index[: lanes.size, 0] = lanes
+        return index, np.concatenate([lanes // n_restarts, np.full(single - lanes.size, lanes[0] // n_restarts)])
     extra_tasks, extra_restarts = lane_padding(height, width)
     height, width = height + extra_tasks, width + extra_restarts
     index = np.full((height, width), -1)
