@@ -37,10 +37,9 @@ def bucket_sizes(n_points: np.ndarray) -> np.ndarray:
     power = np.left_shift(1, np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     # Exact next power of two (the float log2 can be off by one at the edges).
     power = np.where(power < n, power * 2, np.where(power // 2 >= n, power // 2, power))
-    # Beyond 256: quarter octaves (4, 5, 6 or 7 x a power of two), so long series pad by <= 25 %.
-    quarter = np.maximum(power // 8, 1)
-    quarter = -(-n // quarter) * quarter
-    return np.where(n <= 8, 8, np.where(n <= 256, sixteen, quarter))
+    # Beyond 256: half octaves (1 or 1.5 x a power of two), so long series pad by <= 50 %, not 100 %.
+    half = np.where(n <= power * 3 // 4, power * 3 // 4, power)
+    return np.where(n <= 8, 8, np.where(n <= 256, sixteen, half))
 
 
 def pack_frame(frame: pl.DataFrame, *, task: str, columns: Sequence[str], target: str = "value") -> list[Bucket]:

@@ -59,7 +59,7 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
 
 
 # Share of the kernel's memory-map limit (vm.max_map_count) at which compiled programs are dropped.
-MAPS_RELEASE_FRACTION = 0.5
+MAPS_RELEASE_FRACTION = 0.75
 
 
 def _maps_near_limit() -> bool:

@@ -80,12 +80,12 @@ def lane_padding(n_tasks: int, n_restarts: int, pad_restarts: bool = True) -> tu
 
 
 def _ladder(n: int) -> int:
-    """`n` rounded up to 8 or to 4, 5, 6 or 7 x a power of two (at most 25 % padding): a short
-    ladder of batch heights, so few shapes are ever compiled."""
+    """`n` rounded up to 8 or to 1 or 1.5 x a power of two (at most 50 % padding): a short ladder
+    of batch heights, so few shapes are ever compiled (every one holds memory mappings of code)."""
     if n <= 8:
         return 8
-    top = 1 << (n.bit_length() - 3)  # n = (4..7) x top + rest
-    return -(-n // top) * top
+    power = 1 << (n - 1).bit_length()
+    return power * 3 // 4 if n <= power * 3 // 4 else power
 
 
 def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0):
