@@ -58,8 +58,9 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
     return jax.jit(begin), jax.jit(advance)
 
 
-# Share of the kernel's memory-map limit (vm.max_map_count) at which compiled programs are dropped.
-MAPS_RELEASE_FRACTION = 0.75
+# Share of the kernel's memory-map limit (vm.max_map_count) at which compiled programs are dropped
+# (checked after every chunk; a chunk compiles at most a few dozen programs of ~20 mappings each).
+MAPS_RELEASE_FRACTION = 0.9
 
 
 def _maps_near_limit() -> bool:
