@@ -97,7 +97,8 @@ def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: i
     Single lanes (`[lanes, 1]`, each running lane with its own copy of its task's data), when that
     needs at most `max_single_lanes` and 4/5 of the lanes of task rows: the tail of a batch, where a
     few slow restarts of many tasks would each hold `min_restarts` lanes. (Per-lane data costs
-    memory traffic: on 2 CPU cores past ~2 MB of it, a lane-point costs 2-3x a shared one.)
+    memory traffic: on 2 CPU cores past ~2 MB of it, a lane-point costs 2-3x a shared one; the
+    caller sets the cap.)
     Heights are kept off the aliasing lane counts (`lane_padding`).
 
     Returns (index [tasks', restarts'] of flat lanes to gather, or -1 for padding; task of each row).
