@@ -27,9 +27,10 @@ DEFAULT_MAX_STEPS = {"lm": 10000, "lbfgs": 10000}
 
 
 @functools.cache
-def _program(law, objective, free, solver_name, solver_options, n_varpro, n_screen=0):
+def _program(law, objective, free, solver_name, solver_options, n_varpro, n_screen=0, grid=False):
     """Jitted pieces of one group's solve: `begin` (features, varpro starts or the best `n_screen` of
-    the given starts, initial state) and `advance` (up to n steps of the driver loop)."""
+    the given starts, initial state) and `advance` (up to n steps of the driver loop). With `grid`,
+    the solver sums over the tasks' tables of distinct inputs (`solvers.grid`)."""
     residuals = Residuals(law, objective, free)
     bounds = (
         {"lower": tuple(map(float, residuals.lower)), "upper": tuple(map(float, residuals.upper))}
@@ -37,12 +38,26 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
         else {}
     )
     solver = solvers.make(solver_name, **bounds, **dict(solver_options))
-    evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
-    objective_only = solvers.Evaluator(law, objective, free, hessian=False)
+    if grid:
+        evaluate = solvers.GridEvaluator(law, free, hessian=solver.needs_hessian)
+        objective_only = solvers.GridEvaluator(law, free, hessian=False)
+    else:
+        evaluate = solvers.Evaluator(law, objective, free, hessian=solver.needs_hessian)
+        objective_only = solvers.Evaluator(law, objective, free, hessian=False)
 
-    def begin(inputs, target, coeff, theta_fixed, starts):
+    def begin(inputs, target, coeff, theta_fixed, starts, tables=None):
         feats = jax.vmap(law.features)(inputs)
-        problems = Problem(feats, target, coeff, theta_fixed)
+        table = None
+        if grid:
+            # The table's features are those of a point at each distinct input value.
+            table = solvers.Grid(
+                rows=jnp.take_along_axis(feats[:, :, 0], tables["row_point"], axis=1),
+                columns=jnp.take_along_axis(feats[:, :, 1], tables["column_point"], axis=1),
+                counts=tables["counts"],
+                mean=tables["mean"],
+                within=tables["within"],
+            )
+        problems = Problem(feats, target, coeff, theta_fixed, table)
         if starts is None:
             starts, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, n_varpro))(problems)
         elif n_screen:
@@ -100,8 +115,17 @@ def release_programs() -> None:
 # the cache), but on the Hitchhiker 16-start grid larger caps ran faster (2^15: 3.8 s, 2^22: 2.3 s):
 # the lanes saved outweigh it. 2^22 is the default chunk size, so in practice there is no cap.
 SINGLE_LANE_POINTS = 1 << 22
+# What a single lane costs against a lane in a task row (`compact_plan`) when summing over tables of
+# distinct inputs: a lane with its own table does matrix-vector products and streams its table
+# from memory. Measured on the Hitchhiker 16-start grid (GPT-3, 8 x 1536 tables): 25-48 us a
+# lane-step alone against 12.5 us in rows of 16 restarts.
+GRID_SINGLE_LANE_COST = 3.0
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
 COMPACT_MIN_WORK = 1 << 14
+
+
+# Keys of `plan.pack_tables` in a packed chunk (present when the group is summed over its tables).
+TABLE_KEYS = ("row_point", "column_point", "counts", "mean", "within")
 
 
 def _pad_rows(value, axis: int, extra: int):
@@ -128,8 +152,9 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         packed = {key: _pad_rows(value, 0, extra_tasks) for key, value in packed.items()}
     if extra_restarts:
         packed = packed | {"starts": _pad_rows(packed["starts"], 1, extra_restarts)}
+    tables = {key: packed[key] for key in TABLE_KEYS if key in packed} or None
     state, problems = begin(
-        packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts")
+        packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed.get("starts"), tables
     )
     first_problems = problems
     n_tasks, n_restarts = state.status.shape
@@ -163,7 +188,10 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         if running.size * n_pad < COMPACT_MIN_WORK:
             continue
         single = SINGLE_LANE_POINTS // n_pad
-        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape), max_single_lanes=single)
+        cost = GRID_SINGLE_LANE_COST if problems.grid is not None else 1.25
+        index, tasks = solvers.loop.compact_plan(
+            running.reshape(state.status.shape), max_single_lanes=single, single_lane_cost=cost
+        )
         if index.size * 4 <= running.size * 3:
             write_back(state, ~running & (origin >= 0))
             state, problems = solvers.loop.compact(state, problems, index, tasks)
@@ -270,7 +298,8 @@ def _solve_group(
     grp: Group, solver: str, options, max_steps: int, n_varpro: int, chunk_lanes: int, stage_steps: int, bar=None
 ):
     n_screen = grp.n_restarts if grp.init_kind == "screen" else 0
-    begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen)
+    grid = grp.grid is not None
+    begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen, grid)
     conditioning = _conditioning(grp.law, grp.objective, grp.free)
     devices = jax.local_devices()
     # Screening evaluates every grid start once: size chunks for that pass.
@@ -292,7 +321,7 @@ def _solve_group(
         cond, sensitivity = (np.asarray(x) for x in conditioning(best_theta, problems))
         if _maps_near_limit():
             release_programs()
-            begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen)
+            begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen, grid)
             conditioning = _conditioning(grp.law, grp.objective, grp.free)
         for row in range(len(members)):
             outcomes.append(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Law, VarPro
+from .base import Law, Separable, VarPro
 from .chinchilla import chinchilla, data_constrained, overtraining
 from .curves import bnsl_1, bnsl_2, compute, lr_annealing, m1, m2, m3, m4
 from .downstream import loss_to_loss, overtraining_downstream, sigmoid
@@ -52,4 +52,4 @@ for _law in (
 ):
     register(_law)
 
-__all__ = ["Law", "VarPro", "get", "names", "register"]
+__all__ = ["Law", "Separable", "VarPro", "get", "names", "register"]

@@ -14,6 +14,9 @@ A law is written for ONE point set. The engine vmaps it over tasks and restarts.
   each parameter, written by hand; the engine differentiates automatically when absent.
 * `varpro` (optional) says which parameters enter linearly, so that the engine can solve them in
   closed form over a grid of the nonlinear ones (variable projection).
+* `separable` (optional) says that the prediction is a constant plus one term per input column;
+  on data whose inputs take few distinct values (checkpoints of a few model sizes on a shared token
+  grid) the engine then sums over the table of distinct values instead of over the points.
 """
 
 from __future__ import annotations
@@ -50,6 +53,26 @@ class VarPro:
     depends: tuple[int | None, ...] | None = None
 
 
+# A term's value and its nonzero derivatives: (value, {fit-space parameter index: d value / d param}).
+Term = tuple[Array, Mapping[int, Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Separable:
+    """Additive structure of a law's (raw-space) prediction:
+
+        predict(theta, feats) = constant(theta) + row(theta, feats[:, 0]) + column(theta, feats[:, 1])
+
+    constant: `theta -> Term` (scalars); row, column: `(theta, x [n]) -> Term` ([n] arrays), each
+    reading ONE feature column, which must depend on the input column of the same index only.
+    `theta` is a tuple of the fit-space parameters (scalars, or arrays that broadcast against x).
+    """
+
+    constant: Callable[[Sequence[Array]], Term]
+    row: Callable[[Sequence[Array], Array], Term]
+    column: Callable[[Sequence[Array], Array], Term]
+
+
 def _log_of_predict(predict: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
     def log_predict(theta: Array, feats: Array) -> Array:
         return jnp.log(predict(theta, feats))
@@ -81,6 +104,7 @@ class Law:
     varpro: VarPro | None = None
     log_predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
     predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
+    separable: Separable | None = None
 
     def __post_init__(self) -> None:
         n_params = len(self.param_names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Law, VarPro
+from .base import Law, Separable, VarPro
 
 
 def _lse3(u1, u2, u3):
@@ -72,6 +72,21 @@ def _chinchilla_assemble(theta_nl, coef):
     return jnp.stack([logs[0], logs[1], logs[2], theta_nl[0], theta_nl[1]])
 
 
+def _chinchilla_size_term(theta, log_n):
+    term = jnp.exp(theta[0] - theta[3] * log_n)  # A / N^alpha
+    return term, {0: term, 3: -log_n * term}
+
+
+def _chinchilla_data_term(theta, log_d):
+    term = jnp.exp(theta[1] - theta[4] * log_d)  # B / D^beta
+    return term, {1: term, 4: -log_d * term}
+
+
+def _chinchilla_constant(theta):
+    irreducible = jnp.exp(theta[2])
+    return irreducible, {2: irreducible}
+
+
 _EXPONENT_SCAN = tuple(float(v) for v in np.linspace(0.0, 2.0, 201))
 
 chinchilla = Law(
@@ -100,6 +115,7 @@ chinchilla = Law(
         assemble=_chinchilla_assemble,
         depends=(0, 1, None),
     ),
+    separable=Separable(constant=_chinchilla_constant, row=_chinchilla_size_term, column=_chinchilla_data_term),
 )
 
 

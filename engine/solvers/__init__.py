@@ -2,9 +2,10 @@
 
 from . import loop
 from .evaluate import Evaluator
+from .grid import GridEvaluator
 from .lbfgs import LBFGS
 from .lm import LevenbergMarquardt
-from .problem import Problem, Residuals
+from .problem import Grid, Problem, Residuals
 from .varpro import varpro_starts
 
 SOLVERS = {"lm": LevenbergMarquardt, "lbfgs": LBFGS}
@@ -20,6 +21,8 @@ def make(name: str, **options):
 
 __all__ = [
     "Evaluator",
+    "Grid",
+    "GridEvaluator",
     "LBFGS",
     "LevenbergMarquardt",
     "Problem",

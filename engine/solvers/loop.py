@@ -88,17 +88,19 @@ def _ladder(n: int) -> int:
     return power * 3 // 4 if n <= power * 3 // 4 else power
 
 
-def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0):
+def compact_plan(
+    running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0, single_lane_cost: float = 1.25
+):
     """Where the running lanes of `running: [tasks, restarts]` go in a smaller batch.
 
     Task rows: tasks without a running lane leave; each kept task keeps its running restarts,
     padded to a power of two (at least `min_restarts`; multiples of 512 beyond 1024); the number of
     tasks is padded to a power of two too. Restarts stay the minor axis with the task's data shared.
     Single lanes (`[lanes, 1]`, each running lane with its own copy of its task's data), when that
-    needs at most `max_single_lanes` and 4/5 of the lanes of task rows: the tail of a batch, where a
-    few slow restarts of many tasks would each hold `min_restarts` lanes. (Per-lane data costs
-    memory traffic: on 2 CPU cores past ~2 MB of it, a lane-point costs 2-3x a shared one; the
-    caller sets the cap.)
+    needs at most `max_single_lanes` lanes, and they cost less than the lanes of task rows at
+    `single_lane_cost` times as much each: the tail of a batch, where a few slow restarts of many
+    tasks would each hold `min_restarts` lanes. (Per-lane data costs memory traffic: on 2 CPU cores
+    past ~2 MB of it, a lane-point costs 2-3x a shared one; the caller sets the cap and the cost.)
     Heights are kept off the aliasing lane counts (`lane_padding`).
 
     Returns (index [tasks', restarts'] of flat lanes to gather, or -1 for padding; task of each row).
@@ -110,7 +112,7 @@ def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: i
     width = max(min_restarts, 1 << (widest - 1).bit_length()) if widest <= 1024 else -(-widest // 512) * 512
     height = 1 << (len(kept) - 1).bit_length()
     single = _ladder(int(counts.sum()))
-    if single <= max_single_lanes and 5 * single <= 4 * height * width:
+    if single <= max_single_lanes and single * single_lane_cost <= height * width:
         lanes = np.flatnonzero(running.reshape(-1))
         single += lane_padding(single, 1)[0]
         index = np.full((single, 1), -1)

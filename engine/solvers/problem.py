@@ -11,17 +11,36 @@ from ..objectives import point_residuals
 from ..types import Objective
 
 
+class Grid(eqx.Module):
+    """One task's points as a table of distinct inputs (padded), for `grid.GridEvaluator`. Batched: a
+    leading [tasks] axis on every field.
+
+    rows: [n_rows] the first feature at each distinct value of the first input; columns: [n_columns]
+    the second feature likewise; counts: [n_rows, n_columns] summed point weights per cell (0 for
+    padding and empty cells); mean: [n_rows, n_columns] their weighted mean target; within: [] the
+    weighted squared spread of the targets about their cells' means.
+    """
+
+    rows: jax.Array
+    columns: jax.Array
+    counts: jax.Array
+    mean: jax.Array
+    within: jax.Array
+
+
 class Problem(eqx.Module):
     """One task (padded). Batched problems carry a leading [tasks] axis on every field.
 
     feats: [n_points, m] law features; target: [n_points] (log y in the log space);
-    coeff: [n_points] point weights (0 on padding); theta_fixed: [n_params] values of fixed params.
+    coeff: [n_points] point weights (0 on padding); theta_fixed: [n_params] values of fixed params;
+    grid: the same points as a table of distinct inputs, for separable laws (else None).
     """
 
     feats: jax.Array
     target: jax.Array
     coeff: jax.Array
     theta_fixed: jax.Array
+    grid: Grid | None = None
 
 
 class Residuals(eqx.Module):
