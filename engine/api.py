@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,17 +89,25 @@ def _max_map_count() -> int | None:
         return None
 
 
+# Seconds between two reads of /proc/self/maps (a read costs ~10 ms once the count is in the
+# tens of thousands, more than a small group's solve).
+MAPS_CHECK_SECONDS = 2.0
+_maps_checked = [-np.inf]
+
+
 def _maps_near_limit() -> bool:
     """Whether this process's memory mappings approach the kernel's limit. Every program the CPU
     backend compiles holds ~20 mappings of code until it is dropped; a long job over many batch
     shapes (a bootstrap study) otherwise reaches the limit and LLVM fails with "Cannot allocate
-    memory". Linux only; elsewhere False."""
+    memory". Read at most every MAPS_CHECK_SECONDS. Linux only; elsewhere False."""
     limit = _max_map_count()
-    if limit is None:
+    now = time.monotonic()
+    if limit is None or now - _maps_checked[0] < MAPS_CHECK_SECONDS:
         return False
+    _maps_checked[0] = now
     try:
-        with open("/proc/self/maps") as maps:
-            return sum(1 for _ in maps) > MAPS_RELEASE_FRACTION * limit
+        with open("/proc/self/maps", "rb") as maps:
+            return maps.read().count(b"\n") > MAPS_RELEASE_FRACTION * limit
     except OSError:
         return False
 

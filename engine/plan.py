@@ -208,16 +208,7 @@ def table_size(n_values: int) -> int:
     return -(-n_values // step) * step
 
 
-def grid_shape(law: kernels.Law, objective: Objective, members: list[Prepared], n_pad: int) -> tuple[int, int] | None:
-    """Padded (rows, columns) of the members' tables, or None when the points are summed directly."""
-    if not summed_over_grid(law, objective):
-        return None
-    n_rows = max(item.distinct[0].size for item in members)
-    n_columns = table_size(max(item.distinct[1].size for item in members))
-    return (n_rows, n_columns) if n_rows * n_columns <= GRID_CELLS_PER_POINT * n_pad else None
-
-
-# Lanes x padded points up to which buckets of one program are merged into one padded batch.
+# Lanes x padded points (or table cells) up to which buckets of one program are merged into one batch.
 MERGE_WORK = 1 << 21
 
 
@@ -225,7 +216,17 @@ def _program_kind(init_kind: str) -> str:
     return init_kind if init_kind in ("varpro", "screen") else "starts"
 
 
+def _table_rows(item: Prepared, n_pad: int) -> int:
+    """Distinct values of input 0 when `item` is summed over its table of distinct inputs, else 0."""
+    if not summed_over_grid(item.law, item.task.objective):
+        return 0
+    rows, columns = item.distinct[0].size, item.distinct[1].size
+    return rows if rows * table_size(columns) <= GRID_CELLS_PER_POINT * n_pad else 0
+
+
 def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) -> list[Group]:
+    """Tasks grouped by compiled program, each group padded to one shape: points bucketed by number
+    (`bucket_size`) or, for fits summed over tables of distinct inputs, tables by rows and columns."""
     buckets: dict[tuple, list[Prepared]] = defaultdict(list)
     for item in prepared:
         kind = _program_kind(item.init_kind)
@@ -235,39 +236,42 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
             n_restarts = min(screen_starts, item.starts.shape[0])
         else:
             n_restarts = item.starts.shape[0]
-        key = (
-            item.law.name,
-            id(item.law),
-            item.task.objective,
-            item.free,
-            kind,
-            n_restarts,
-            bucket_size(item.n_points),
-        )
-        buckets[key].append(item)
-    # Small buckets of the same program merge upwards (padded to the larger length) while the merged
-    # batch stays cheap and mostly real points: a compile costs seconds, a few million padded
+        n_pad = bucket_size(item.n_points)
+        rows = _table_rows(item, n_pad)
+        # (rows, length): tables of `rows` x about `length` cells, or (0, padded points).
+        shape = (rows, bucket_size(item.distinct[1].size)) if rows else (0, n_pad)
+        program = (item.law.name, id(item.law), item.task.objective, item.free, kind, n_restarts, rows > 0)
+        buckets[program + shape].append(item)
+    # Small buckets of the same program merge upwards (padded to the larger shape) while the merged
+    # batch stays cheap and mostly real work: a compile costs seconds, a few million padded
     # lane-points a step cost milliseconds.
-    merged: list[tuple[tuple, list[Prepared]]] = []  # (key of the longest bucket, members)
-    open_group: dict[tuple, tuple[int, int]] = {}  # program -> (index in merged, real padded work)
-    for key in sorted(buckets, key=lambda k: (str(k[:6]), k[6])):
-        program, work = key[:6], len(buckets[key]) * key[5] * key[6]
+    merged: list[tuple[tuple, list[Prepared]]] = []  # (program, members)
+    open_group: dict[tuple, tuple[int, int, int, int]] = {}  # program -> (index in merged, real work, shape)
+    for key in sorted(buckets, key=lambda k: (str(k[:7]), k[7], k[8])):
+        program, n_restarts, rows, length = key[:7], key[5], key[7], key[8]
+        work = len(buckets[key]) * n_restarts * max(rows, 1) * length
         if program in open_group:
-            index, own = open_group[program]
+            index, own, group_rows, group_length = open_group[program]
             members = merged[index][1] + buckets[key]
-            padded = len(members) * key[5] * key[6]
+            rows, length = max(rows, group_rows), max(length, group_length)
+            padded = len(members) * n_restarts * max(rows, 1) * length
             if padded <= MERGE_WORK and 4 * padded <= 5 * (own + work):
-                merged[index] = (key, members)
-                open_group[program] = (index, own + work)
+                merged[index] = (program, members)
+                open_group[program] = (index, own + work, rows, length)
                 continue
+            rows, length = key[7], key[8]
         # Too big to merge (or the first of its program): this bucket starts the next group.
-        open_group[program] = (len(merged), work)
-        merged.append((key, buckets[key]))
+        open_group[program] = (len(merged), work, rows, length)
+        merged.append((program, buckets[key]))
     groups = []
-    for key, members in merged:
+    for program, members in merged:
         first = members[0]
-        shape = grid_shape(first.law, first.task.objective, members, key[6])
-        groups.append(Group(first.law, first.task.objective, first.free, key[4], key[5], key[6], members, shape))
+        n_pad = max(bucket_size(item.n_points) for item in members)
+        shape = None
+        if program[6]:
+            n_columns = max(item.distinct[1].size for item in members)
+            shape = (max(item.distinct[0].size for item in members), table_size(n_columns))
+        groups.append(Group(first.law, first.task.objective, first.free, program[4], program[5], n_pad, members, shape))
     return groups
 
 

@@ -194,6 +194,7 @@ def test_dropping_compiled_programs_mid_job_changes_no_result(monkeypatch):
     kept = lawfit.fit_many(tasks, chunk_lanes=4 * 16 * 4)
     released = []
     monkeypatch.setattr(api, "MAPS_RELEASE_FRACTION", 0.0)
+    monkeypatch.setattr(api, "MAPS_CHECK_SECONDS", 0.0)
     monkeypatch.setattr(api, "release_programs", lambda original=api.release_programs: released.append(1) or original())
     dropped = lawfit.fit_many(tasks, chunk_lanes=4 * 16 * 4)
     assert len(released) >= 6  # one per chunk of 4 tasks

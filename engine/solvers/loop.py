@@ -88,9 +88,7 @@ def _ladder(n: int) -> int:
     return power * 3 // 4 if n <= power * 3 // 4 else power
 
 
-def compact_plan(
-    running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0, single_lane_cost: float = 1.25
-):
+def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0, single_lane_cost: float = 1.25):
     """Where the running lanes of `running: [tasks, restarts]` go in a smaller batch.
 
     Task rows: tasks without a running lane leave; each kept task keeps its running restarts,
