@@ -15,9 +15,9 @@ cell is a few additions. Learning curves of a few model sizes on a shared token 
 Hitchhiker data: 120,516 points, 8 sizes, 1,478 distinct token counts) shrink several-fold.
 
 f is summed cell by cell (exact, like the point sums). The row and column sums of counts * r, which
-the gradient needs, are expanded into matrix products (`counts @ column`, `row @ counts`): summed
-cell by cell next to f, XLA on the CPU ran 6x slower; expanded, they cancel to ~1e-13 of their
-terms, far below what the solvers' tolerances can see.
+the gradient needs, are expanded into products `x @ counts` of the row parts: summed cell by cell
+next to f, XLA on the CPU ran 6x slower; expanded, they cancel to ~1e-13 of their terms, far below
+what the solvers' tolerances can see.
 
 Written for ONE task (its restarts as the leading axis of theta, so the products are matrix
 products) and vmapped over the tasks.
@@ -86,67 +86,79 @@ class GridEvaluator(eqx.Module):
         r = level[:, :, None] + column[:, None, :] - grid.mean[None]  # [restarts, n_rows, n_columns]
         f = jnp.sum(grid.counts[None] * r * r, axis=(1, 2)) + grid.within
 
-        # counts @ v for the column term and for each column derivative (distinct arrays only: a
-        # term is often its own derivative), as one matrix product.
-        wanted = [column] + ([d_column[p] for p in self.free if p in d_column] if self.hessian else [])
-        distinct = list({id(x): x for x in wanted}.values())
-        slot = {id(x): k for k, x in enumerate(distinct)}
-        products = jnp.einsum("ab,kRb->kRa", grid.counts, jnp.stack(distinct))  # [k, restarts, n_rows]
+        # The free parameters' derivatives along the rows and the columns ([restarts, n_rows] and
+        # [restarts, n_columns]), each distinct array once (a term is often its own derivative).
+        row_parts = _distinct([d_row[p] for p in self.free if p in d_row])
+        column_parts = _distinct([d_column[p] for p in self.free if p in d_column])
+        # x @ counts for the row term and each row part: every sum that pairs a row part with a
+        # column part is then a dot product along the columns.
+        products = jnp.einsum("kRa,ab->kRb", jnp.stack([row, *row_parts]), grid.counts)
+        # Sums of counts * r down each column and, less what pairs with the column term, along each
+        # row (expanded, see the module docstring).
+        column_sum = (c0[:, None] + column) * margins["column_weight"] + products[0] - margins["column_target"]
+        row_sum = margins["row_weight"] * level - margins["row_target"]
 
-        def times_counts(x):  # counts @ x for a column array x [restarts, n_columns]
-            return products[slot[id(x)]]
+        # Every other sum is a dot product of a left and a right array along the columns (or rows):
+        # all of them as one batched product each, not one small reduction apiece.
+        column_weight = jnp.broadcast_to(margins["column_weight"], column.shape)
+        column_left = [column_sum, column_weight, *(margins["column_weight"] * x for x in column_parts), *products[1:]]
+        column_right = [jnp.ones_like(column), column, *column_parts]
+        along_columns = jnp.einsum("lRb,rRb->Rlr", jnp.stack(column_left), jnp.stack(column_right))
+        row_weight = jnp.broadcast_to(margins["row_weight"], row.shape)
+        row_left = [row_sum, row_weight, *(margins["row_weight"] * x for x in row_parts)]
+        row_right = [jnp.ones_like(row), *row_parts]
+        along_rows = jnp.einsum("lRa,rRa->Rlr", jnp.stack(row_left), jnp.stack(row_right)) if row_parts else None
+        total = along_columns[:, 0, 0]
 
-        # Sums of counts * r over each row and column, expanded (see the module docstring).
-        row_sum = margins["row_weight"] * level + times_counts(column) - margins["row_target"]
-        column_sum = level @ grid.counts + margins["column_weight"] * column - margins["column_target"]
-        total = row_sum.sum(axis=1)
+        def column_slot(x):  # index of a column part in column_parts
+            return next(k for k, part in enumerate(column_parts) if part is x)
 
-        def derivative(p):  # (constant part [restarts] or None, row part, column part)
-            return d0.get(p), d_row.get(p), d_column.get(p)
+        def row_slot(x):
+            return next(k for k, part in enumerate(row_parts) if part is x)
+
+        def cross(x, y):  # sum_ab counts x_a y_b for a row part x and a column part y
+            return along_columns[:, 2 + len(column_parts) + row_slot(x), 2 + column_slot(y)]
 
         grad = []
         for p in self.free:
-            const, along_rows, along_columns = derivative(p)
             g = jnp.zeros(n_restarts)
-            if const is not None:
-                g = g + const * total
-            if along_rows is not None:
-                g = g + jnp.sum(along_rows * row_sum, axis=1)
-            if along_columns is not None:
-                g = g + jnp.sum(along_columns * column_sum, axis=1)
+            if p in d0:
+                g = g + d0[p] * total
+            if p in d_row:
+                k = row_slot(d_row[p])
+                g = g + along_rows[:, 0, 1 + k] + along_columns[:, 2 + len(column_parts) + k, 1]
+            if p in d_column:
+                g = g + along_columns[:, 0, 2 + column_slot(d_column[p])]
             grad.append(2.0 * g)
         out = {"f": f, "grad": jnp.stack(grad, axis=-1)}
         if not self.hessian:
             return out
 
-        def margin_sum(x, kind):  # sum_ab counts x_ab for a part that varies along one axis
-            weight = margins["row_weight"] if kind == "row" else margins["column_weight"]
-            return jnp.sum(weight * x, axis=1)
+        def weighted(p, q):  # sum_ab counts J_ab[p] J_ab[q] / 1, from the dot tables
+            entry = jnp.zeros(n_restarts)
+            if p in d0 and q in d0:
+                entry = entry + margins["weight"] * d0[p] * d0[q]
+            for a, b in ((p, q), (q, p)):
+                if a in d0 and b in d_row:
+                    entry = entry + d0[a] * along_rows[:, 1, 1 + row_slot(d_row[b])]
+                if a in d0 and b in d_column:
+                    entry = entry + d0[a] * along_columns[:, 1, 2 + column_slot(d_column[b])]
+                if a in d_row and b in d_column:
+                    entry = entry + cross(d_row[a], d_column[b])
+            if p in d_row and q in d_row:
+                entry = entry + along_rows[:, 2 + row_slot(d_row[p]), 1 + row_slot(d_row[q])]
+            if p in d_column and q in d_column:
+                entry = entry + along_columns[:, 2 + column_slot(d_column[p]), 2 + column_slot(d_column[q])]
+            return 2.0 * entry
 
-        def weighted_product(x, kind_x, y, kind_y):
-            """sum_ab counts x_ab y_ab for parts x, y that vary along `kind` ("const", "row", "column")."""
-            if kind_x == "const" and kind_y == "const":
-                return margins["weight"] * x * y
-            if kind_x == "const":
-                return x * margin_sum(y, kind_y)
-            if kind_y == "const":
-                return y * margin_sum(x, kind_x)
-            if kind_x == kind_y:
-                return margin_sum(x * y, kind_x)
-            if kind_x == "row":
-                return jnp.sum(x * times_counts(y), axis=1)
-            return jnp.sum(y * times_counts(x), axis=1)
-
-        kinds = ("const", "row", "column")
         hess = [[None] * len(self.free) for _ in self.free]
         for i, p in enumerate(self.free):
             for j in range(i, len(self.free)):
-                q = self.free[j]
-                entry = jnp.zeros(n_restarts)
-                for kind_p, x in zip(kinds, derivative(p), strict=True):
-                    for kind_q, y in zip(kinds, derivative(q), strict=True):
-                        if x is not None and y is not None:
-                            entry = entry + weighted_product(x, kind_p, y, kind_q)
-                hess[i][j] = hess[j][i] = 2.0 * entry
-        out["hess"] = jnp.stack([jnp.stack(row_, axis=-1) for row_ in hess], axis=-2)
+                hess[i][j] = hess[j][i] = weighted(p, self.free[j])
+        out["hess"] = jnp.stack([jnp.stack(line, axis=-1) for line in hess], axis=-2)
         return out
+
+
+def _distinct(arrays):
+    """`arrays` without repeats of the same traced array (by identity)."""
+    return list({id(x): x for x in arrays}.values())

@@ -1,0 +1,111 @@
+"""Fits summed over tables of distinct inputs (`solvers.grid`) against the same fits summed over the
+points: the objective, gradient and Gauss-Newton matrix, then whole `fit_many` jobs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import lawfit
+from lawfit import api, kernels, plan, solvers
+from lawfit.types import Objective
+
+SQUARED_RAW = Objective("squared", space="raw")
+
+
+def learning_curves(rng, n_sizes: int, n_steps: int, weights: bool = False, **task_options) -> lawfit.Task:
+    """A few model sizes on a shared token grid, some checkpoints missing, one point repeated with
+    another loss (so a table cell holds two points), optional random point weights."""
+    sizes = np.geomspace(1e7, 1e9, n_sizes)
+    tokens = np.geomspace(1e8, 1e11, n_steps)
+    grid = np.array([(n, d) for n in sizes for d in tokens if rng.uniform() < 0.8])
+    grid = np.vstack([grid, grid[3]])
+    loss = 1.8 + 400 * grid[:, 0] ** -0.34 + 900 * grid[:, 1] ** -0.28
+    loss = loss * np.exp(rng.normal(0, 0.02, loss.size))
+    point_weights = rng.uniform(0.2, 3.0, loss.size) if weights else None
+    return lawfit.Task(
+        law="chinchilla", inputs=grid, target=loss, weights=point_weights, objective=SQUARED_RAW, **task_options
+    )
+
+
+def packed_problems(tasks, grid: bool):
+    """The device problems and starts of `tasks` as `fit_many` builds them, all in one group padded to
+    the largest table (rows and columns) and point count."""
+    prepared = [plan.prepare(i, t) for i, t in enumerate(tasks)]
+    n_pad = max(plan.bucket_size(item.n_points) for item in prepared)
+    shape = (
+        max(item.distinct[0].size for item in prepared),
+        plan.table_size(max(item.distinct[1].size for item in prepared)),
+    )
+    first = prepared[0]
+    grp = plan.Group(
+        first.law,
+        first.task.objective,
+        first.free,
+        "starts",
+        first.starts.shape[0],
+        n_pad,
+        prepared,
+        shape if grid else None,
+    )
+    packed = plan.pack(grp, grp.members)
+    begin, _ = api._program(grp.law, grp.objective, grp.free, "lm", (), 8, 0, grid)
+    tables = {key: packed[key] for key in api.TABLE_KEYS if key in packed} or None
+    _, problems = begin(
+        packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed["starts"], tables
+    )
+    return grp, problems, packed["starts"]
+
+
+@pytest.mark.parametrize("fixed", [None, {"a": 6.0, "alpha": 0.34}])
+def test_table_sums_equal_point_sums(fixed):
+    rng = np.random.default_rng(3)
+    starts = np.array([[6.0, 6.8, 0.6, 0.34, 0.28], [5.0, 7.5, 0.2, 0.5, 0.2], [7.0, 6.0, 0.9, 0.3, 0.35]])
+    tasks = [
+        learning_curves(rng, n_sizes=2 + k, n_steps=30 + 7 * k, weights=k % 2 == 1, init=starts, fixed=fixed)
+        for k in range(4)
+    ]
+    grp, problems, theta = packed_problems(tasks, grid=True)
+    _, point_problems, _ = packed_problems(tasks, grid=False)
+    theta = theta + rng.normal(0, 0.05, theta.shape)
+    on_table = solvers.GridEvaluator(grp.law, grp.free)(theta, problems)
+    on_points = solvers.Evaluator(grp.law, grp.objective, grp.free)(theta, point_problems)
+    np.testing.assert_allclose(on_table["f"], on_points["f"], rtol=1e-11)
+    # The expanded margins cancel: compare against the size of the terms, not the (small) result.
+    for key in ("grad", "hess"):
+        scale = float(np.abs(np.asarray(on_points[key])).max())
+        np.testing.assert_allclose(on_table[key], on_points[key], rtol=1e-9, atol=1e-11 * scale)
+
+
+def test_fit_many_on_tables_gives_the_point_fits(monkeypatch):
+    rng = np.random.default_rng(4)
+    tasks = [learning_curves(rng, n_sizes=3 + k % 3, n_steps=40 + 9 * k, weights=k % 2 == 0, init=6) for k in range(8)]
+    prepared = [plan.prepare(i, t) for i, t in enumerate(tasks)]
+    assert all(grp.grid is not None for grp in plan.group(prepared, 8))
+    on_tables = lawfit.fit_many(tasks, solver="lm", progress=False)
+    monkeypatch.setattr(plan, "GRID_CELLS_PER_POINT", 0)
+    assert all(grp.grid is None for grp in plan.group(prepared, 8))
+    on_points = lawfit.fit_many(tasks, solver="lm", progress=False)
+    assert on_tables["status"].to_list() == on_points["status"].to_list()
+    np.testing.assert_allclose(on_tables["objective"].to_numpy(), on_points["objective"].to_numpy(), rtol=1e-9)
+    for name in ("alpha", "beta", "E"):
+        np.testing.assert_allclose(on_tables[name].to_numpy(), on_points[name].to_numpy(), rtol=1e-6)
+
+
+def test_tables_only_where_they_are_cheaper_and_exact():
+    rng = np.random.default_rng(5)
+    curves = learning_curves(rng, n_sizes=4, n_steps=50, init=2)
+    # Every point its own size and token count: a table of n x n cells, dearer than the points.
+    scattered = dataclasses.replace(
+        curves, inputs=np.column_stack([rng.uniform(1e7, 1e9, 60), rng.uniform(1e9, 1e11, 60)])
+    )
+    scattered = dataclasses.replace(scattered, target=np.full(60, 3.0))
+    huber_log = dataclasses.replace(curves, objective=Objective())
+    kaplan = lawfit.Task(law="kaplan_nd", inputs=curves.inputs, target=curves.target, objective=SQUARED_RAW)
+    groups = plan.group([plan.prepare(i, t) for i, t in enumerate([curves, scattered, huber_log, kaplan])], 8)
+    on_tables = {id(g.members[0].task): g.grid for g in groups}
+    assert on_tables[id(curves)] is not None
+    assert on_tables[id(scattered)] is None
+    assert on_tables[id(huber_log)] is None  # Huber and log residuals do not sum over a table
+    assert on_tables[id(kaplan)] is None  # the law is not separable
+    assert kernels.get("chinchilla").separable is not None
