@@ -208,8 +208,10 @@ def table_size(n_values: int) -> int:
     return -(-n_values // step) * step
 
 
-# Lanes x padded points (or table cells) up to which buckets of one program are merged into one batch.
+# Lanes x padded points (or table cells) up to which buckets of one program are merged into one batch,
+# and how much padded work that may add (padded / real).
 MERGE_WORK = 1 << 21
+MERGE_PADDING = 1.25
 
 
 def _program_kind(init_kind: str) -> str:
@@ -255,7 +257,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
             members = merged[index][1] + buckets[key]
             rows, length = max(rows, group_rows), max(length, group_length)
             padded = len(members) * n_restarts * max(rows, 1) * length
-            if padded <= MERGE_WORK and 4 * padded <= 5 * (own + work):
+            if padded <= MERGE_WORK and padded <= MERGE_PADDING * (own + work):
                 merged[index] = (program, members)
                 open_group[program] = (index, own + work, rows, length)
                 continue

@@ -77,19 +77,24 @@ def test_table_sums_equal_point_sums(fixed):
         np.testing.assert_allclose(on_table[key], on_points[key], rtol=1e-9, atol=1e-11 * scale)
 
 
-def test_fit_many_on_tables_gives_the_point_fits(monkeypatch):
+@pytest.mark.parametrize(("solver", "init", "rtol"), [("lm", 6, 1e-9), ("lbfgs", 6, 1e-6), ("lm", "screen", 1e-9)])
+def test_fit_many_on_tables_gives_the_point_fits(monkeypatch, solver, init, rtol):
+    """Same fits either way: Levenberg-Marquardt, L-BFGS (gradient only) and grid screening (objective
+    only). L-BFGS stops on looser tolerances, so rounding may move its end point further."""
     rng = np.random.default_rng(4)
-    tasks = [learning_curves(rng, n_sizes=3 + k % 3, n_steps=40 + 9 * k, weights=k % 2 == 0, init=6) for k in range(8)]
+    tasks = [
+        learning_curves(rng, n_sizes=3 + k % 3, n_steps=40 + 9 * k, weights=k % 2 == 0, init=init) for k in range(8)
+    ]
     prepared = [plan.prepare(i, t) for i, t in enumerate(tasks)]
     assert all(grp.grid is not None for grp in plan.group(prepared, 8))
-    on_tables = lawfit.fit_many(tasks, solver="lm", progress=False)
+    on_tables = lawfit.fit_many(tasks, solver=solver, progress=False)
     monkeypatch.setattr(plan, "GRID_CELLS_PER_POINT", 0)
     assert all(grp.grid is None for grp in plan.group(prepared, 8))
-    on_points = lawfit.fit_many(tasks, solver="lm", progress=False)
+    on_points = lawfit.fit_many(tasks, solver=solver, progress=False)
     assert on_tables["status"].to_list() == on_points["status"].to_list()
-    np.testing.assert_allclose(on_tables["objective"].to_numpy(), on_points["objective"].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(on_tables["objective"].to_numpy(), on_points["objective"].to_numpy(), rtol=rtol)
     for name in ("alpha", "beta", "E"):
-        np.testing.assert_allclose(on_tables[name].to_numpy(), on_points[name].to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(on_tables[name].to_numpy(), on_points[name].to_numpy(), rtol=1e3 * rtol)
 
 
 def test_tables_only_where_they_are_cheaper_and_exact():
