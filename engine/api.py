@@ -129,6 +129,8 @@ SINGLE_LANE_POINTS = 1 << 22
 # from memory. Measured on the Hitchhiker 16-start grid (GPT-3, 8 x 1536 tables): 25-48 us a
 # lane-step alone against 12.5 us in rows of 16 restarts.
 GRID_SINGLE_LANE_COST = 3.0
+# A batch is compacted when its running lanes fit a batch of at most NUM/DEN of its size.
+COMPACT_SHRINK_NUM, COMPACT_SHRINK_DEN = 3, 4
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
 COMPACT_MIN_WORK = 1 << 14
 
@@ -201,7 +203,7 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         index, tasks = solvers.loop.compact_plan(
             running.reshape(state.status.shape), max_single_lanes=single, single_lane_cost=cost
         )
-        if index.size * 4 <= running.size * 3:
+        if index.size * COMPACT_SHRINK_DEN <= running.size * COMPACT_SHRINK_NUM:
             write_back(state, ~running & (origin >= 0))
             state, problems = solvers.loop.compact(state, problems, index, tasks)
             origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
