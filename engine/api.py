@@ -75,7 +75,8 @@ def _program(law, objective, free, solver_name, solver_options, n_varpro, n_scre
 
 
 # Share of the kernel's memory-map limit (vm.max_map_count) at which compiled programs are dropped
-# (checked after every chunk; a chunk compiles at most a few dozen programs of ~20 mappings each).
+# (checked after a chunk; a chunk compiles at most a few dozen programs, each ~100 mappings: three per
+# compiled kernel, measured as 32k mappings for the 259 programs of the cold Hitchhiker 16-start grid).
 MAPS_RELEASE_FRACTION = 0.9
 
 
@@ -97,7 +98,7 @@ _maps_checked = [-np.inf]
 
 def _maps_near_limit() -> bool:
     """Whether this process's memory mappings approach the kernel's limit. Every program the CPU
-    backend compiles holds ~20 mappings of code until it is dropped; a long job over many batch
+    backend compiles holds ~100 mappings of code until it is dropped; a long job over many batch
     shapes (a bootstrap study) otherwise reaches the limit and LLVM fails with "Cannot allocate
     memory". Read at most every MAPS_CHECK_SECONDS. Linux only; elsewhere False."""
     limit = _max_map_count()
@@ -199,10 +200,8 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         if running.size * n_pad < COMPACT_MIN_WORK:
             continue
         single = SINGLE_LANE_POINTS // n_pad
-        cost = GRID_SINGLE_LANE_COST if problems.grid is not None else 1.25
-        index, tasks = solvers.loop.compact_plan(
-            running.reshape(state.status.shape), max_single_lanes=single, single_lane_cost=cost
-        )
+        costs = {"single_lane_cost": GRID_SINGLE_LANE_COST} if problems.grid is not None else {}
+        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape), max_single_lanes=single, **costs)
         if index.size * COMPACT_SHRINK_DEN <= running.size * COMPACT_SHRINK_NUM:
             write_back(state, ~running & (origin >= 0))
             state, problems = solvers.loop.compact(state, problems, index, tasks)

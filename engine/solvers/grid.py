@@ -134,7 +134,7 @@ class GridEvaluator(eqx.Module):
         if not self.hessian:
             return out
 
-        def weighted(p, q):  # sum_ab counts J_ab[p] J_ab[q] / 1, from the dot tables
+        def weighted(p, q):  # 2 sum_ab counts J_ab[p] J_ab[q], from the dot tables
             entry = jnp.zeros(n_restarts)
             if p in d0 and q in d0:
                 entry = entry + margins["weight"] * d0[p] * d0[q]
