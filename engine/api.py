@@ -16,7 +16,7 @@ import polars as pl
 
 from lawfit import kernels
 
-from . import solvers
+from . import compiles, solvers
 from .plan import Group, TaskError, group, pack, prepare, varpro_or_grid
 from .progress import Progress
 from .solvers.problem import Problem, Residuals
@@ -118,6 +118,7 @@ def release_programs() -> None:
     _program.cache_clear()
     _conditioning.cache_clear()
     jax.clear_caches()
+    compiles.LEDGER.clear()
 
 
 # Lanes x padded points up to which a compacted batch may give every lane its own copy of its task's
@@ -134,6 +135,8 @@ GRID_SINGLE_LANE_COST = 3.0
 COMPACT_SHRINK_NUM, COMPACT_SHRINK_DEN = 3, 4
 # Lanes x padded points per solver step below which finished lanes are not compacted away.
 COMPACT_MIN_WORK = 1 << 14
+# Whether a compaction to a shape not compiled yet must first be worth its compile (`compiles`).
+COMPILE_AWARE_COMPACTION = True
 
 
 # Keys of `plan.pack_tables` in a packed chunk (present when the group is summed over its tables).
@@ -147,19 +150,39 @@ def _pad_rows(value, axis: int, extra: int):
     return xp.concatenate([value, last], axis=axis)
 
 
-def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_restarts: int, pad_restarts: bool):
+def _stage(advance, state, problems, n_steps: int):
+    """(state after up to `n_steps` steps, flat mask of its running lanes), computed (blocking)."""
+    state = advance(state, problems, n_steps)
+    return state, np.asarray(state.status).reshape(-1) == Status.RUNNING
+
+
+def _run_stages(
+    begin,
+    advance,
+    packed,
+    max_steps: int,
+    stage_steps: int,
+    n_restarts: int,
+    pad_restarts: bool,
+    n_tasks: int = 0,
+):
     """Drive the loop in stages; between stages, once the running lanes fit a batch of at most 3/4
     of the current size (`compact_plan`), done lanes leave, so a few slow restarts do not make every
-    lane keep computing.
+    lane keep computing. A smaller shape not compiled yet must be worth its compile first
+    (`compiles.Ledger.worth`).
 
     Returns numpy arrays over the original [tasks, restarts] (theta, objective, status,
-    iterations, evaluations) and the device problems as `begin` built them.
+    iterations, evaluations) and the device problems as `begin` built them (with the `n_tasks`
+    padding).
 
     n_restarts: restarts per task that `begin` makes; pad_restarts: whether they are the explicit
-    starts in `packed` (which may then gain padding copies, `solvers.loop.lane_padding`).
+    starts in `packed` (which may then gain padding copies, `solvers.loop.lane_padding`); n_tasks:
+    tasks to pad the batch to (repeating the last), so that a group's chunks share one shape.
     """
-    n_real = packed["target"].shape[0]
-    extra_tasks, extra_restarts = solvers.loop.lane_padding(n_real, n_restarts, pad_restarts)
+    n_real, n_tasks_wanted = packed["target"].shape[0], n_tasks
+    extra_tasks = max(n_tasks - n_real, 0)
+    alias_tasks, extra_restarts = solvers.loop.lane_padding(n_real + extra_tasks, n_restarts, pad_restarts)
+    extra_tasks += alias_tasks
     if extra_tasks:
         packed = {key: _pad_rows(value, 0, extra_tasks) for key, value in packed.items()}
     if extra_restarts:
@@ -188,12 +211,24 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
             values = np.asarray(values)
             out[key][origin[mask]] = values.reshape((-1,) + values.shape[2:])[mask]
 
+    ledger = compiles.LEDGER
+    problem_shapes = compiles.shapes(problems)
+    group_key = (advance, tuple(shape[1:] for shape in problem_shapes))
+    single_cost = solvers.loop.SINGLE_LANE_COST if problems.grid is None else GRID_SINGLE_LANE_COST
+    lane_seconds = None  # measured seconds per lane-step at the current shape (None until one is warm)
     steps = 0
     while True:
         n = min(stage_steps, max_steps - steps)
-        state = advance(state, problems, n)
+        lanes = state.status.size
+        key = ("advance", advance, compiles.shapes(state), problem_shapes)
+        warm = ledger.known(key)
+        expected = lane_seconds * lanes * n if lane_seconds else 0.0
+        (state, running), elapsed = ledger.timed(
+            "advance", key, _stage, advance, state, problems, n, compute_seconds=expected
+        )
+        if warm:
+            lane_seconds = elapsed / (lanes * n)
         steps += n
-        running = np.asarray(state.status).reshape(-1) == Status.RUNNING
         if steps >= max_steps or not running.any():
             break
         # Compacting pays only on big batches: each new shape costs a compile (or a cache load).
@@ -202,14 +237,31 @@ def _run_stages(begin, advance, packed, max_steps: int, stage_steps: int, n_rest
         single = SINGLE_LANE_POINTS // n_pad
         costs = {"single_lane_cost": GRID_SINGLE_LANE_COST} if problems.grid is not None else {}
         index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape), max_single_lanes=single, **costs)
-        if index.size * COMPACT_SHRINK_DEN <= running.size * COMPACT_SHRINK_NUM:
-            write_back(state, ~running & (origin >= 0))
-            state, problems = solvers.loop.compact(state, problems, index, tasks)
-            origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
+        if index.size * COMPACT_SHRINK_DEN > running.size * COMPACT_SHRINK_NUM:
+            continue
+        state_shapes = compiles.shapes(state)
+        height, width = index.shape
+        new_problem_shapes = tuple((height,) + shape[1:] for shape in problem_shapes)
+        needed = {
+            ("advance", advance, tuple((height, width) + s[2:] for s in state_shapes), new_problem_shapes): "advance",
+            ("gather", state_shapes, problem_shapes, index.shape): "gather",
+        }
+        if COMPILE_AWARE_COMPACTION:
+            # A lane's cost changes when the batch changes between task rows and single lanes.
+            layout = single_cost if width == 1 < state.status.shape[1] else 1.0
+            layout /= single_cost if state.status.shape[1] == 1 < width else 1.0
+            saved = (lane_seconds or 0.0) * (lanes - index.size * layout)
+            if not ledger.worth(group_key, needed, saved, min(steps, max_steps - steps), stage_steps):
+                continue
+        write_back(state, ~running & (origin >= 0))
+        gather_key = next(key for key, kind in needed.items() if kind == "gather")
+        (state, problems), _ = ledger.timed("gather", gather_key, solvers.loop.compact, state, problems, index, tasks)
+        problem_shapes = new_problem_shapes
+        origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
     write_back(solvers.loop.finish(state), origin >= 0)
     shape, real = (n_tasks, n_restarts), (slice(n_real), slice(n_restarts - extra_restarts))
     out = {key: value.reshape(shape + value.shape[1:])[real] for key, value in out.items()}
-    return out, jax.tree.map(lambda leaf: leaf[:n_real], first_problems)
+    return out, jax.tree.map(lambda leaf: leaf[: max(n_real, n_tasks_wanted)], first_problems)
 
 
 # log10 condition number of the column-scaled J^T J beyond which a converged fit is reported ill-conditioned:
@@ -261,22 +313,29 @@ class _Outcome:
 
 
 def _run_on_devices(
-    begin, advance, packed, max_steps: int, stage_steps: int, devices, n_restarts: int, explicit_starts: bool
+    begin,
+    advance,
+    packed,
+    max_steps: int,
+    stage_steps: int,
+    devices,
+    n_restarts: int,
+    explicit_starts: bool,
+    n_tasks: int = 0,
 ):
     """`_run_stages` with the batch split over local devices, one host thread driving each.
 
     Tasks are split when there are at least as many as devices, else the explicit restarts (one task
     with a 4500-start grid) when `explicit_starts`; each part compacts on its own, so lanes stop
     independently. n_restarts: restarts per task solved (the explicit starts', or the varpro or
-    screening picks).
+    screening picks); n_tasks: tasks to pad a single device's batch to (`_run_stages`).
     """
-    n_tasks = packed["target"].shape[0]
     starts = packed.get("starts")
-    if len(devices) > 1 and n_tasks >= len(devices):
+    if len(devices) > 1 and packed["target"].shape[0] >= len(devices):
         axis = "tasks"
         parts = [
             {key: value[index] for key, value in packed.items()}
-            for index in np.array_split(np.arange(n_tasks), len(devices))
+            for index in np.array_split(np.arange(packed["target"].shape[0]), len(devices))
         ]
     elif explicit_starts and len(devices) > 1 and starts is not None and starts.shape[1] >= len(devices):
         axis = "restarts"
@@ -284,7 +343,7 @@ def _run_on_devices(
             packed | {"starts": starts[:, index]} for index in np.array_split(np.arange(starts.shape[1]), len(devices))
         ]
     else:
-        return _run_stages(begin, advance, packed, max_steps, stage_steps, n_restarts, explicit_starts)
+        return _run_stages(begin, advance, packed, max_steps, stage_steps, n_restarts, explicit_starts, n_tasks)
 
     def run(part, device):
         placed = {key: jax.device_put(value, device) for key, value in part.items()}
@@ -315,20 +374,26 @@ def _solve_group(
     # Screening evaluates every grid start once: size chunks for that pass.
     width = grp.members[0].starts.shape[0] if n_screen else grp.n_restarts
     per_chunk = max(1, len(devices) * chunk_lanes // (width * grp.n_pad))
+    # Chunks of sizes differing by at most one, the smaller ones padded: one batch shape to compile.
+    chunks = np.array_split(np.arange(len(grp.members)), -(-len(grp.members) // per_chunk))
+    per_chunk = len(chunks[0])
     outcomes = []
-    for first in range(0, len(grp.members), per_chunk):
-        members = grp.members[first : first + per_chunk]
+    for chunk in chunks:
+        members = [grp.members[index] for index in chunk]
         packed = pack(grp, members)
         explicit = grp.init_kind not in ("varpro", "screen")
         out, problems = _run_on_devices(
-            begin, advance, packed, max_steps, stage_steps, devices, grp.n_restarts, explicit
+            begin, advance, packed, max_steps, stage_steps, devices, grp.n_restarts, explicit, per_chunk
         )
         if bar is not None:
             bar.update(len(members))
         ranked = np.where(np.isfinite(out["objective"]), out["objective"], np.inf)
         best = np.argmin(ranked, axis=1)
         best_theta = out["theta"][np.arange(len(members)), best]
-        cond, sensitivity = (np.asarray(x) for x in conditioning(best_theta, problems))
+        # `problems` keeps the chunk's padding tasks (one shape for every chunk); so does best_theta.
+        n_problems = jax.tree.leaves(problems)[0].shape[0]
+        best_theta = _pad_rows(best_theta, 0, n_problems - len(members)) if n_problems > len(members) else best_theta
+        cond, sensitivity = (np.asarray(x)[: len(members)] for x in conditioning(best_theta, problems))
         if _maps_near_limit():
             release_programs()
             begin, advance = _program(grp.law, grp.objective, grp.free, solver, options, n_varpro, n_screen, grid)

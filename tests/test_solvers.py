@@ -221,6 +221,7 @@ def test_compacted_batches_give_the_rows_of_one_uninterrupted_loop(monkeypatch):
     from lawfit import api
 
     monkeypatch.setattr(api, "COMPACT_MIN_WORK", 0)
+    monkeypatch.setattr(api, "COMPILE_AWARE_COMPACTION", False)
     rng = np.random.default_rng(8)
     tasks = []
     for k in range(6):

@@ -88,7 +88,14 @@ def _ladder(n: int) -> int:
     return power * 3 // 4 if n <= power * 3 // 4 else power
 
 
-def compact_plan(running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0, single_lane_cost: float = 1.25):
+# What a single lane (`[lanes, 1]`, with its own copy of its task's data) costs against a lane in a
+# task row, by default (`compact_plan`).
+SINGLE_LANE_COST = 1.25
+
+
+def compact_plan(
+    running: np.ndarray, min_restarts: int = 8, max_single_lanes: int = 0, single_lane_cost: float = SINGLE_LANE_COST
+):
     """Where the running lanes of `running: [tasks, restarts]` go in a smaller batch.
 
     Task rows: tasks without a running lane leave; each kept task keeps its running restarts,
