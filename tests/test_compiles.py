@@ -60,8 +60,7 @@ def test_jobs_give_the_same_fits_with_and_without_compile_aware_compaction(monke
         y = 1.7 + np.exp(9.0 + 0.3 * k) * x ** -(0.2 + 0.02 * k) * np.exp(rng.normal(0, 0.01, x.size))
         tasks.append(lawfit.Task(law="compute", inputs=x[:, None], target=y, init=16, seed=k))
     aware = lawfit.fit_many(tasks, stage_steps=2, keep_restarts=True)
-    monkeypatch.setattr(api, "COMPILE_AWARE_COMPACTION", False)
-    eager = lawfit.fit_many(tasks, stage_steps=2, keep_restarts=True)
+    eager = lawfit.fit_many(tasks, stage_steps=2, keep_restarts=True, compact="always")
     assert aware["restart_status"].to_list() == eager["restart_status"].to_list()
     np.testing.assert_allclose(
         np.asarray(aware["restart_objective"].to_list(), dtype=float),
