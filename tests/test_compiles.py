@@ -67,3 +67,9 @@ def test_jobs_give_the_same_fits_with_and_without_compile_aware_compaction(monke
         np.asarray(eager["restart_objective"].to_list(), dtype=float),
         rtol=1e-9,
     )
+
+
+def test_an_unknown_compaction_mode_is_refused():
+    task = lawfit.Task(law="compute", inputs=np.geomspace(1e18, 1e22, 8)[:, None], target=np.linspace(3, 2, 8))
+    with pytest.raises(ValueError, match="compact must be one of"):
+        lawfit.fit_many([task], compact="sometimes")
