@@ -250,10 +250,12 @@ def _run_stages(begin, advance, packed, staging: Staging, n_restarts: int, pad_r
         state_shapes = compiles.shapes(state)
         height, width = index.shape
         new_problem_shapes = tuple((height,) + shape[1:] for shape in problem_shapes)
+        gather_key = ("gather", state_shapes, problem_shapes, index.shape)
         needed = {
-            ("advance", advance, tuple((height, width) + s[2:] for s in state_shapes), new_problem_shapes): "advance",
-            ("gather", state_shapes, problem_shapes, index.shape): "gather",
+            ("advance", advance, tuple((height, width) + s[2:] for s in state_shapes), new_problem_shapes): "advance"
         }
+        if not solvers.loop.gathers_on_host(state):
+            needed[gather_key] = "gather"
         if staging.compact == "auto":
             # A lane's cost changes when the batch changes between task rows and single lanes.
             layout = single_cost if width == 1 < state.status.shape[1] else 1.0
@@ -264,7 +266,6 @@ def _run_stages(begin, advance, packed, staging: Staging, n_restarts: int, pad_r
             if not ledger.worth(group_key, needed, saved, steps_left, stage_steps):
                 continue
         write_back(state, ~running & (origin >= 0))
-        gather_key = next(key for key, kind in needed.items() if kind == "gather")
         (state, problems), _ = ledger.timed("gather", gather_key, solvers.loop.compact, state, problems, index, tasks)
         problem_shapes = new_problem_shapes
         origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)

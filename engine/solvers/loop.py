@@ -27,9 +27,11 @@ def _per_lane(fn):
 
 
 def start(solver, evaluate, theta0, problems):
-    """Initial state for `theta0: [tasks, restarts, n_free]` (projected onto the bounds)."""
+    """Initial state for `theta0: [tasks, restarts, n_free]` (projected onto the bounds). No leaf is
+    weakly typed, so a state gathered on the host (`compact`) has the types `advance` was compiled for."""
     theta0 = _per_lane(solver.project)(theta0)
-    return _per_lane(solver.init)(theta0, evaluate(theta0, problems))
+    state = _per_lane(solver.init)(theta0, evaluate(theta0, problems))
+    return jax.tree.map(lambda leaf: jax.lax.convert_element_type(leaf, leaf.dtype), state)
 
 
 def advance(solver, evaluate, state, problems, n_steps):
@@ -133,12 +135,23 @@ def compact_plan(
     return index, tasks
 
 
+def gathers_on_host(state) -> bool:
+    """Whether `compact` gathers `state` with numpy (on the CPU backend: no program to compile per
+    pair of batch shapes, and the arrays are in host memory already)."""
+    return all(device.platform == "cpu" for device in jax.tree.leaves(state)[0].devices())
+
+
 def compact(state, problems, index: np.ndarray, tasks: np.ndarray):
     """Gather `state` lanes by `index` ([tasks', restarts'] flat lane indices, -1 = padding, which
     repeats a lane of the same row marked done) and `problems` by `tasks`."""
     padding = index < 0
     # Fill padding with a lane of the same task (its first running one) or any kept lane.
     filled = np.where(padding, np.where(index[:, :1] >= 0, index[:, :1], index[0, 0]), index)
+    if gathers_on_host(state):
+        device = next(iter(jax.tree.leaves(state)[0].devices()))
+        lanes = jax.tree.map(lambda leaf: np.asarray(leaf).reshape((-1,) + leaf.shape[2:])[filled], state)
+        lanes = eqx.tree_at(lambda s: s.status, lanes, np.where(padding, Status.CONVERGED, lanes.status))
+        return jax.device_put((lanes, jax.tree.map(lambda leaf: np.asarray(leaf)[tasks], problems)), device)
     return _gather(state, problems, jnp.asarray(filled), jnp.asarray(padding), jnp.asarray(tasks))
 
 
