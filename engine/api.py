@@ -228,7 +228,8 @@ def _run_stages(begin, advance, packed, staging: Staging, n_restarts: int, pad_r
     while True:
         n = min(stage_steps, max_steps - steps)
         lanes = state.status.size
-        key = ("advance", advance, compiles.shapes(state), problem_shapes)
+        state_shapes = compiles.shapes(state)
+        key = ("advance", advance, state_shapes, problem_shapes)
         warm = ledger.known(key)
         expected = lane_seconds * lanes * n if lane_seconds else 0.0
         (state, running), elapsed = ledger.timed(
@@ -243,18 +244,19 @@ def _run_stages(begin, advance, packed, staging: Staging, n_restarts: int, pad_r
         if running.size * n_pad < COMPACT_MIN_WORK:
             continue
         single = SINGLE_LANE_POINTS // n_pad
-        costs = {"single_lane_cost": GRID_SINGLE_LANE_COST} if problems.grid is not None else {}
-        index, tasks = solvers.loop.compact_plan(running.reshape(state.status.shape), max_single_lanes=single, **costs)
+        index, tasks = solvers.loop.compact_plan(
+            running.reshape(state.status.shape), max_single_lanes=single, single_lane_cost=single_cost
+        )
         if index.size * COMPACT_SHRINK_DEN > running.size * COMPACT_SHRINK_NUM:
             continue
-        state_shapes = compiles.shapes(state)
         height, width = index.shape
         new_problem_shapes = tuple((height,) + shape[1:] for shape in problem_shapes)
         gather_key = ("gather", state_shapes, problem_shapes, index.shape)
         needed = {
             ("advance", advance, tuple((height, width) + s[2:] for s in state_shapes), new_problem_shapes): "advance"
         }
-        if not solvers.loop.gathers_on_host(state):
+        on_host = solvers.loop.gathers_on_host(state)  # then the gather compiles nothing
+        if not on_host:
             needed[gather_key] = "gather"
         if staging.compact == "auto":
             # A lane's cost changes when the batch changes between task rows and single lanes.
@@ -266,7 +268,11 @@ def _run_stages(begin, advance, packed, staging: Staging, n_restarts: int, pad_r
             if not ledger.worth(group_key, needed, saved, steps_left, stage_steps):
                 continue
         write_back(state, ~running & (origin >= 0))
-        (state, problems), _ = ledger.timed("gather", gather_key, solvers.loop.compact, state, problems, index, tasks)
+        if on_host:
+            state, problems = solvers.loop.compact(state, problems, index, tasks)
+        else:
+            compacted, _ = ledger.timed("gather", gather_key, solvers.loop.compact, state, problems, index, tasks)
+            state, problems = compacted
         problem_shapes = new_problem_shapes
         origin = np.where(index >= 0, origin[np.maximum(index, 0)], -1).reshape(-1)
     write_back(solvers.loop.finish(state), origin >= 0)
