@@ -124,7 +124,6 @@ def run(
     bootstrap: int = 0,
     seed: int = 0,
     progress: bool | None = None,
-    compact: str = "auto",
 ) -> tuple[list[dict[str, Any]], float]:
     """Fit every cell of every family and variant in one `fit_many` call (families: the given ones, else
     each variant's defaults: OPT, GPT-3 and T5-Pile; OPT and OLMo for one-model). The best of `starts`
@@ -132,7 +131,6 @@ def run(
 
     bootstrap: resamples (with replacement) of each cell's training rows, fitted in the same job with
         the same starts; each cell then gets the 2.5/97.5 percentiles of their AREs (`are_lo`, `are_hi`).
-    compact: `fit_many`'s compaction mode ("auto", or "always" for a job run repeatedly).
 
     Returns (cells as dicts: variant, family, k, q, n_sizes, are_percent, status, n_train, n_test and,
     with bootstrap, are_lo, are_hi, bootstrap_ok; seconds).
@@ -171,7 +169,7 @@ def run(
         for index in range(bootstrap):
             resamples.append(resample(task, rng, labels={**task.labels, "resample": index}))
     began = time.perf_counter()
-    fitted = fit_many(tasks + resamples, solver=solver, progress=progress, compact=compact).to_dicts() if tasks else []
+    fitted = fit_many(tasks + resamples, solver=solver, progress=progress).to_dicts() if tasks else []
     seconds = time.perf_counter() - began
 
     def are(cell: Cell, predicted: np.ndarray | None) -> float | None:

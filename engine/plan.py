@@ -8,6 +8,8 @@ import dataclasses
 import functools
 from collections import defaultdict
 
+import equinox as eqx
+import jax
 import numpy as np
 
 from lawfit import kernels
@@ -171,17 +173,45 @@ def bucket_size(n_points: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class Group:
-    """Tasks that share one compiled program and one padded shape."""
+class GroupKey:
+    """What tasks must share to be solved by one compiled program (besides their padded shape)."""
 
     law: kernels.Law
     objective: Objective
     free: tuple[int, ...]
     init_kind: str  # "varpro" (starts from the scan), "screen" (best grid starts) or "starts" (as given)
     n_restarts: int  # restarts solved per task
+    tables: bool  # summed over tables of distinct inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Tasks that share one compiled program and one padded shape."""
+
+    key: GroupKey
     n_pad: int
     members: list[Prepared]
     grid: tuple[int, int] | None = None  # (rows, columns) of the padded tables when summed over them
+
+    @property
+    def law(self) -> kernels.Law:
+        return self.key.law
+
+    @property
+    def objective(self) -> Objective:
+        return self.key.objective
+
+    @property
+    def free(self) -> tuple[int, ...]:
+        return self.key.free
+
+    @property
+    def init_kind(self) -> str:
+        return self.key.init_kind
+
+    @property
+    def n_restarts(self) -> int:
+        return self.key.n_restarts
 
 
 # A separable law's group is summed over its tables of distinct inputs (`solvers.grid`) when they have
@@ -229,7 +259,7 @@ def _table_rows(item: Prepared, n_pad: int) -> int:
 def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) -> list[Group]:
     """Tasks grouped by compiled program, each group padded to one shape: points bucketed by number
     (`bucket_size`) or, for fits summed over tables of distinct inputs, tables by rows and columns."""
-    buckets: dict[tuple, list[Prepared]] = defaultdict(list)
+    buckets: dict[tuple[GroupKey, int, int], list[Prepared]] = defaultdict(list)
     for item in prepared:
         kind = _program_kind(item.init_kind)
         if kind == "varpro":
@@ -242,49 +272,91 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
         rows = _table_rows(item, n_pad)
         # (rows, length): tables of `rows` x about `length` cells, or (0, padded points).
         shape = (rows, bucket_size(item.distinct[1].size)) if rows else (0, n_pad)
-        program = (item.law.name, id(item.law), item.task.objective, item.free, kind, n_restarts, rows > 0)
-        buckets[program + shape].append(item)
+        key = GroupKey(item.law, item.task.objective, item.free, kind, n_restarts, rows > 0)
+        buckets[(key, *shape)].append(item)
     # Small buckets of the same program merge upwards (padded to the larger shape) while the merged
     # batch stays cheap and mostly real work: a compile costs seconds, a few million padded
     # lane-points a step cost milliseconds.
-    merged: list[tuple[tuple, list[Prepared]]] = []  # (program, members)
-    open_group: dict[tuple, tuple[int, int, int, int]] = {}  # program -> (index in merged, real work, shape)
-    for key in sorted(buckets, key=lambda k: (str(k[:7]), k[7], k[8])):
-        program, n_restarts, rows, length = key[:7], key[5], key[7], key[8]
-        work = len(buckets[key]) * n_restarts * max(rows, 1) * length
-        if program in open_group:
-            index, own, group_rows, group_length = open_group[program]
-            members = merged[index][1] + buckets[key]
+    merged: list[tuple[GroupKey, list[Prepared]]] = []
+    open_group: dict[GroupKey, tuple[int, int, int, int]] = {}  # key -> (index in merged, real work, shape)
+    order = sorted(
+        buckets,
+        key=lambda k: (
+            k[0].law.name,
+            str(k[0].objective),
+            k[0].free,
+            k[0].init_kind,
+            k[0].n_restarts,
+            k[0].tables,
+            k[1],
+            k[2],
+        ),
+    )
+    for bucket in order:
+        key, rows, length = bucket
+        work = len(buckets[bucket]) * key.n_restarts * max(rows, 1) * length
+        if key in open_group:
+            index, own, group_rows, group_length = open_group[key]
+            members = merged[index][1] + buckets[bucket]
             rows, length = max(rows, group_rows), max(length, group_length)
-            padded = len(members) * n_restarts * max(rows, 1) * length
+            padded = len(members) * key.n_restarts * max(rows, 1) * length
             if padded <= MERGE_WORK and padded <= MERGE_PADDING * (own + work):
-                merged[index] = (program, members)
-                open_group[program] = (index, own + work, rows, length)
+                merged[index] = (key, members)
+                open_group[key] = (index, own + work, rows, length)
                 continue
-            rows, length = key[7], key[8]
+            rows, length = bucket[1], bucket[2]
         # Too big to merge (or the first of its program): this bucket starts the next group.
-        open_group[program] = (len(merged), work, rows, length)
-        merged.append((program, buckets[key]))
+        open_group[key] = (len(merged), work, rows, length)
+        merged.append((key, buckets[bucket]))
     groups = []
-    for program, members in merged:
-        first = members[0]
+    for key, members in merged:
         n_pad = max(bucket_size(item.n_points) for item in members)
         shape = None
-        if program[6]:
+        if key.tables:
             n_columns = max(item.distinct[1].size for item in members)
             shape = (max(item.distinct[0].size for item in members), table_size(n_columns))
-        groups.append(Group(first.law, first.task.objective, first.free, program[4], program[5], n_pad, members, shape))
+        groups.append(Group(key, n_pad, members, shape))
     return groups
 
 
-def pack(group: Group, members: list[Prepared]) -> dict[str, np.ndarray]:
-    """Padded arrays for a chunk of a group's tasks.
+class Tables(eqx.Module):
+    """Tasks' tables of distinct inputs (`solvers.problem.Grid`, before features), padded:
+    row_point [tasks, rows] and column_point [tasks, columns] (a point at each distinct value, whose
+    features give the table's; padding takes point 0), counts and mean [tasks, rows, columns],
+    within [tasks]."""
 
-    inputs [tasks, n_pad, n_inputs], target [tasks, n_pad], coeff [tasks, n_pad], theta_fixed
-    [tasks, n_params], starts [tasks, restarts, n_free] (absent for varpro; the whole grid to screen
-    for "screen"). Padding repeats the
-    first point (so the law stays finite there) with zero weight.
+    row_point: np.ndarray
+    column_point: np.ndarray
+    counts: np.ndarray
+    mean: np.ndarray
+    within: np.ndarray
+
+
+class TaskBatch(eqx.Module):
+    """Padded arrays of a batch of tasks (numpy on the host; the same record traced in programs).
+
+    inputs [tasks, n_pad, n_inputs] (raw), target [tasks, n_pad] (logged for the log space),
+    coeff [tasks, n_pad] (weights; 0 on padding), theta_fixed [tasks, n_params], tables or None.
     """
+
+    inputs: np.ndarray
+    target: np.ndarray
+    coeff: np.ndarray
+    theta_fixed: np.ndarray
+    tables: Tables | None = None
+
+    def points_only(self) -> TaskBatch:
+        """The same tasks without their tables."""
+        return TaskBatch(self.inputs, self.target, self.coeff, self.theta_fixed)
+
+    def take(self, index: np.ndarray) -> TaskBatch:
+        """The tasks at `index` (numpy)."""
+        return jax.tree.map(lambda leaf: np.asarray(leaf)[index], self)
+
+
+def pack(group: Group, members: list[Prepared]) -> TaskBatch:
+    """Padded arrays for a group's tasks (`TaskBatch`). Padding repeats the first point (so the law
+    stays finite there) with zero weight."""
     n_tasks, n_pad = len(members), group.n_pad
     n_inputs = len(group.law.inputs)
     inputs = np.empty((n_tasks, n_pad, n_inputs))
@@ -299,24 +371,18 @@ def pack(group: Group, members: list[Prepared]) -> dict[str, np.ndarray]:
         target[row, n:] = values[0]
         scale = 1.0 / n if group.objective.reduction == "mean" else 1.0
         coeff[row, :n] = item.weights * scale
-    packed = {
-        "inputs": inputs,
-        "target": target,
-        "coeff": coeff,
-        "theta_fixed": np.stack([item.theta_fixed for item in members]),
-    }
-    if group.init_kind != "varpro":
-        packed["starts"] = np.stack([item.starts for item in members])
-    if group.grid is not None:
-        packed |= pack_tables(group.grid, members, coeff)
-    return packed
+    theta_fixed = np.stack([item.theta_fixed for item in members])
+    tables = pack_tables(group.grid, members, coeff) if group.grid is not None else None
+    return TaskBatch(inputs, target, coeff, theta_fixed, tables)
 
 
-def pack_tables(shape: tuple[int, int], members: list[Prepared], coeff: np.ndarray) -> dict[str, np.ndarray]:
-    """The members' tables of distinct inputs (`solvers.problem.Grid`), padded to `shape`:
-    row_point [tasks, rows] and column_point [tasks, columns] (a point at each distinct value, whose
-    features give the table's; padding takes point 0), counts and mean [tasks, rows, columns] and
-    within [tasks]. coeff: the packed point weights [tasks, n_pad]."""
+def pack_starts(group: Group, members: list[Prepared]) -> np.ndarray:
+    """starts [tasks, restarts, n_free] as given (the whole grid to screen for "screen")."""
+    return np.stack([item.starts for item in members])
+
+
+def pack_tables(shape: tuple[int, int], members: list[Prepared], coeff: np.ndarray) -> Tables:
+    """The members' `Tables`, padded to `shape`. coeff: the packed point weights [tasks, n_pad]."""
     n_rows, n_columns = shape
     n_tasks = len(members)
     out = {
@@ -340,4 +406,4 @@ def pack_tables(shape: tuple[int, int], members: list[Prepared], coeff: np.ndarr
         out["counts"][row] = counts.reshape(n_rows, n_columns)
         out["mean"][row] = mean.reshape(n_rows, n_columns)
         out["within"][row] = np.sum(weight * (item.target - mean[cell]) ** 2)
-    return out
+    return Tables(**out)

@@ -15,6 +15,8 @@ import numpy as np
 class Status(enum.IntEnum):
     """Outcome of one fit (one restart, or the best restart of a task)."""
 
+    IDLE = -3  # a pool lane holding no fit (internal to the scheduler)
+    FRESH = -2  # a pool lane loaded with a start, not evaluated yet (internal)
     RUNNING = -1
     CONVERGED = 0
     MAX_ITER = 1

@@ -3,11 +3,13 @@ points: the objective, gradient and Gauss-Newton matrix, then whole `fit_many` j
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 import lawfit
-from lawfit import api, kernels, plan, solvers
+from lawfit import kernels, plan, solvers
+from lawfit.batch import programs
 from lawfit.types import Objective
 
 SQUARED_RAW = Objective("squared", space="raw")
@@ -38,23 +40,11 @@ def packed_problems(tasks, grid: bool):
         plan.table_size(max(item.distinct[1].size for item in prepared)),
     )
     first = prepared[0]
-    grp = plan.Group(
-        first.law,
-        first.task.objective,
-        first.free,
-        "starts",
-        first.starts.shape[0],
-        n_pad,
-        prepared,
-        shape if grid else None,
-    )
-    packed = plan.pack(grp, grp.members)
-    begin, _ = api._program(grp.law, grp.objective, grp.free, "lm", (), 8, 0, grid)
-    tables = {key: packed[key] for key in api.TABLE_KEYS if key in packed} or None
-    _, problems = begin(
-        packed["inputs"], packed["target"], packed["coeff"], packed["theta_fixed"], packed["starts"], tables
-    )
-    return grp, problems, packed["starts"]
+    key = plan.GroupKey(first.law, first.task.objective, first.free, "starts", first.starts.shape[0], grid)
+    grp = plan.Group(key, n_pad, prepared, shape if grid else None)
+    batch = plan.pack(grp, grp.members)
+    problems = jax.jit(lambda b: programs.problems(grp.law, b))(batch)
+    return grp, problems, plan.pack_starts(grp, grp.members)
 
 
 @pytest.mark.parametrize("fixed", [None, {"a": 6.0, "alpha": 0.34}])
@@ -70,11 +60,11 @@ def test_table_sums_equal_point_sums(fixed):
     theta = theta + rng.normal(0, 0.05, theta.shape)
     on_table = solvers.GridEvaluator(grp.law, grp.free)(theta, problems)
     on_points = solvers.Evaluator(grp.law, grp.objective, grp.free)(theta, point_problems)
-    np.testing.assert_allclose(on_table["f"], on_points["f"], rtol=1e-11)
+    np.testing.assert_allclose(on_table.f, on_points.f, rtol=1e-11)
     # The expanded margins cancel: compare against the size of the terms, not the (small) result.
     for key in ("grad", "hess"):
-        scale = float(np.abs(np.asarray(on_points[key])).max())
-        np.testing.assert_allclose(on_table[key], on_points[key], rtol=1e-9, atol=1e-11 * scale)
+        scale = float(np.abs(np.asarray(getattr(on_points, key))).max())
+        np.testing.assert_allclose(getattr(on_table, key), getattr(on_points, key), rtol=1e-9, atol=1e-11 * scale)
 
 
 @pytest.mark.parametrize(("solver", "init", "rtol"), [("lm", 6, 1e-9), ("lbfgs", 6, 1e-6), ("lm", "screen", 1e-9)])

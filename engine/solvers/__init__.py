@@ -1,6 +1,7 @@
 """Batched solvers: each one file of init / propose / update / terminate, all driven by `loop`."""
 
 from . import loop
+from .base import Evaluation, LaneSolver, LaneState
 from .evaluate import Evaluator
 from .grid import GridEvaluator
 from .lbfgs import LBFGS
@@ -8,7 +9,8 @@ from .lm import LevenbergMarquardt
 from .problem import Grid, Problem, Residuals
 from .varpro import varpro_starts
 
-SOLVERS = {"lm": LevenbergMarquardt, "lbfgs": LBFGS}
+# The registry: the CLI's --solver choices and fit_many's `solver` names come from here.
+SOLVERS: dict[str, type[LaneSolver]] = {"lm": LevenbergMarquardt, "lbfgs": LBFGS}
 
 
 def make(name: str, **options):
@@ -20,10 +22,13 @@ def make(name: str, **options):
 
 
 __all__ = [
+    "Evaluation",
     "Evaluator",
     "Grid",
     "GridEvaluator",
     "LBFGS",
+    "LaneSolver",
+    "LaneState",
     "LevenbergMarquardt",
     "Problem",
     "Residuals",

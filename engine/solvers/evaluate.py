@@ -23,11 +23,12 @@ import jax.numpy as jnp
 
 from ..objectives import residual_and_slope
 from ..types import Objective
+from .base import Evaluation
 
-# Below BLOCKED_LANES lanes, each scan step takes a block of points so that lanes x block is up to
-# BLOCK_WIDTH (long learning curves on few lanes); with more lanes one point per step was fastest.
-BLOCKED_LANES = 1024
-BLOCK_WIDTH = 1 << 17
+# Long series are scanned in blocks of points: at most BLOCK_MAX points a step, at least
+# BLOCK_MIN_STEPS steps (one point a step was fastest on short series).
+BLOCK_MAX = 16
+BLOCK_MIN_STEPS = 256
 
 
 class Evaluator(eqx.Module):
@@ -40,7 +41,8 @@ class Evaluator(eqx.Module):
     objective: Objective = eqx.field(static=True)
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
-    unroll: int = eqx.field(static=True, default=8)
+    # unroll=1: with jax 0.10 on the 2-core CPU, unrolling the point scan 8x made an evaluation 4x slower.
+    unroll: int = eqx.field(static=True, default=1)
 
     def _prediction_and_jacobian(self, theta_full, feats):
         """theta_full: tuple of n_params [lanes] rows; feats [lanes, m].
@@ -56,11 +58,12 @@ class Evaluator(eqx.Module):
         ones = jnp.ones_like(theta_full[0])
         return pred, [linear(tuple(ones if j == i else zeros[j] for j in range(len(zeros)))) for i in self.free]
 
-    def _block(self, lanes: int, n_pad: int) -> int:
-        """Points per scan step: few lanes over long series (learning curves of thousands of
-        checkpoints) take a block of points so the elementwise loops stay long."""
+    def _block(self, n_pad: int) -> int:
+        """Points per scan step: long series (learning curves of thousands of checkpoints) take a
+        block of points so the elementwise loops stay long. A function of the padded length only,
+        so that a lane's sums are added in the same order whatever the batch's size."""
         block = 1
-        while lanes < BLOCKED_LANES and block * 2 <= max(1, BLOCK_WIDTH // lanes) and n_pad % (block * 2) == 0:
+        while block * 2 <= n_pad // BLOCK_MIN_STEPS and n_pad % (block * 2) == 0 and block < BLOCK_MAX:
             block *= 2
         return block
 
@@ -71,7 +74,7 @@ class Evaluator(eqx.Module):
         points to its restarts up front was slower than repeating them inside the step.)"""
         n_tasks, n_pad = problems.target.shape
         lanes = n_tasks * n_restarts
-        block = self._block(lanes, n_pad)
+        block = self._block(n_pad)
         n_steps = n_pad // block
         m = problems.feats.shape[-1]
         return (
@@ -84,8 +87,8 @@ class Evaluator(eqx.Module):
         """theta: [tasks, restarts, n_free]; problems: `Problem` with leading [tasks]; points: its
         `layout` when already built.
 
-        Returns dict f [tasks, restarts], grad [tasks, restarts, n_free] and, with `hessian`,
-        hess [tasks, restarts, n_free, n_free].
+        Returns an `Evaluation`: f [tasks, restarts], grad [tasks, restarts, n_free] and, with
+        `hessian`, hess [tasks, restarts, n_free, n_free].
         """
         n_tasks, n_restarts, n_free = theta.shape
         if points is None:
@@ -148,6 +151,6 @@ class Evaluator(eqx.Module):
         f = 0.5 * matrix[-1][-1]
         grad = jnp.stack([matrix[i][-1] for i in range(n_free)], axis=-1)
         if not self.hessian:
-            return {"f": f, "grad": grad}
+            return Evaluation(f, grad)
         hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
-        return {"f": f, "grad": grad, "hess": hess}
+        return Evaluation(f, grad, hess)

@@ -29,6 +29,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .base import Evaluation
 from .problem import Grid
 
 
@@ -70,8 +71,7 @@ class GridEvaluator(eqx.Module):
     def __call__(self, theta, problems, points=None):
         """theta: [tasks, restarts, n_free]; problems: `Problem` with a `grid`, leading [tasks].
 
-        Returns dict f [tasks, restarts], grad [tasks, restarts, n_free] and, with `hessian`,
-        hess [tasks, restarts, n_free, n_free].
+        Returns an `Evaluation` (as `Evaluator`).
         """
         if points is None:
             points = self.layout(problems, theta.shape[1])
@@ -130,9 +130,9 @@ class GridEvaluator(eqx.Module):
             if p in d_column:
                 g = g + along_columns[:, 0, 2 + column_slot(d_column[p])]
             grad.append(2.0 * g)
-        out = {"f": f, "grad": jnp.stack(grad, axis=-1)}
+        grad = jnp.stack(grad, axis=-1)
         if not self.hessian:
-            return out
+            return Evaluation(f, grad)
 
         def weighted(p, q):  # 2 sum_ab counts J_ab[p] J_ab[q], from the dot tables
             entry = jnp.zeros(n_restarts)
@@ -155,8 +155,7 @@ class GridEvaluator(eqx.Module):
         for i, p in enumerate(self.free):
             for j in range(i, len(self.free)):
                 hess[i][j] = hess[j][i] = weighted(p, self.free[j])
-        out["hess"] = jnp.stack([jnp.stack(line, axis=-1) for line in hess], axis=-2)
-        return out
+        return Evaluation(f, grad, jnp.stack([jnp.stack(line, axis=-1) for line in hess], axis=-2))
 
 
 def _distinct(arrays):

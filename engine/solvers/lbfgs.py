@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from ..types import Status
-from .box import Box
+from .base import Evaluation, LaneSolver
 
 
 class LBFGSState(eqx.Module):
@@ -30,7 +30,7 @@ class LBFGSState(eqx.Module):
     status: jax.Array
 
 
-class LBFGS(Box):
+class LBFGS(LaneSolver):
     memory_size: int = eqx.field(static=True, default=10)
     c1: float = eqx.field(static=True, default=1e-4)
     c2: float = eqx.field(static=True, default=0.9)
@@ -39,6 +39,7 @@ class LBFGS(Box):
     max_line_search: int = eqx.field(static=True, default=40)
 
     needs_hessian = False
+    max_steps = 10000
 
     def _direction(self, grad, memory, theta):
         transform = optax.scale_by_lbfgs(memory_size=self.memory_size)
@@ -49,8 +50,8 @@ class LBFGS(Box):
         new_memory = jax.tree.map(lambda a, b: jnp.where(descent, a, b), new_memory, fresh_memory)
         return -jnp.where(descent, update, fresh_update), new_memory
 
-    def init(self, theta, ev) -> LBFGSState:
-        f, grad = ev["f"], ev["grad"]
+    def init(self, theta, ev: Evaluation) -> LBFGSState:
+        f, grad = ev.f, ev.grad
         memory = optax.scale_by_lbfgs(memory_size=self.memory_size).init(theta)
         direction, memory = self._direction(grad, memory, theta)
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(grad))
@@ -72,8 +73,8 @@ class LBFGS(Box):
     def propose(self, state: LBFGSState):
         return self.project(state.theta + state.t * state.direction)
 
-    def update(self, state: LBFGSState, trial, ev) -> LBFGSState:
-        f_t, grad_t = ev["f"], ev["grad"]
+    def update(self, state: LBFGSState, trial, ev: Evaluation) -> LBFGSState:
+        f_t, grad_t = ev.f, ev.grad
         slope = jnp.dot(state.grad, state.direction)
         finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(grad_t))
         armijo = finite & (f_t <= state.f + self.c1 * state.t * slope)

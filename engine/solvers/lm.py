@@ -13,13 +13,15 @@ import jax
 import jax.numpy as jnp
 
 from ..types import Status
-from .box import Box
+from .base import Evaluation, LaneSolver
 from .linalg import spd_solve
 
 _TINY = 1e-300
 
 
 class LMState(eqx.Module):
+    """LM lane state (the `LaneState` fields and the normal equations at theta)."""
+
     theta: jax.Array  # [n_free]
     f: jax.Array  # 0.5 ||s||^2
     f0: jax.Array  # f at the start (an exact fit is one that removed all but rounding of it)
@@ -33,7 +35,7 @@ class LMState(eqx.Module):
     status: jax.Array
 
 
-class LevenbergMarquardt(Box):
+class LevenbergMarquardt(LaneSolver):
     """ftol: an accepted step that lowers f by <= ftol * f ends the lane when the scaled gradient
     is also below `loose_gtol`; gtol: the scaled gradient alone ends it; lam_max: damping beyond
     which no step can make progress (converged if the gradient is small, else ill-conditioned)."""
@@ -44,9 +46,10 @@ class LevenbergMarquardt(Box):
     lam_max: float = eqx.field(static=True, default=1e16)
 
     needs_hessian = True
+    max_steps = 10000
 
-    def init(self, theta, ev) -> LMState:
-        f, grad, hess = ev["f"], ev["grad"], ev["hess"]
+    def init(self, theta, ev: Evaluation) -> LMState:
+        f, grad, hess = ev.f, ev.grad, ev.hess
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(hess)) & jnp.all(jnp.isfinite(grad))
         return LMState(
             theta=theta,
@@ -77,8 +80,8 @@ class LevenbergMarquardt(Box):
         delta = jnp.where(active, 0.0, spd_solve(reduced, jnp.where(active, 0.0, -state.grad)))
         return self.project(state.theta + delta)
 
-    def update(self, state: LMState, trial, ev) -> LMState:
-        f_trial, grad_t, hess_t = ev["f"], ev["grad"], ev["hess"]
+    def update(self, state: LMState, trial, ev: Evaluation) -> LMState:
+        f_trial, grad_t, hess_t = ev.f, ev.grad, ev.hess
         delta = trial - state.theta
         predicted = -(jnp.dot(state.grad, delta) + 0.5 * delta @ state.hess @ delta)
         ratio = (state.f - f_trial) / jnp.maximum(predicted, _TINY)

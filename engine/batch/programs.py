@@ -1,0 +1,266 @@
+"""Compiled programs, one per declared shape, compiled ahead of time.
+
+Every program of a job is named by a frozen key (`PoolKey`, `StartKey`, `CheckKey`) whose fields
+fix its shapes, and compiled with `jit(...).lower(specs).compile()` before it first runs: compile
+time is measured as what it is (`STATS`), and a program is never retraced for new data. Compiled
+programs are kept per key for the life of the process (`clear` drops them); the persistent
+compilation cache (`lawfit.cli.enable_compile_cache`) makes a fresh process's compiles loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lawfit import kernels
+
+from .. import solvers
+from ..plan import Tables, TaskBatch
+from ..solvers.problem import Grid, Problem, Residuals
+from ..types import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """What every program of a group shares: the law, the objective and the fitted parameters."""
+
+    law: kernels.Law
+    objective: Objective
+    free: tuple[int, ...]
+    n_pad: int  # padded points per task
+    table: tuple[int, int] | None = None  # (rows, columns) when summed over tables of distinct inputs
+
+    @property
+    def residuals(self) -> Residuals:
+        return Residuals(self.law, self.objective, self.free)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolKey:
+    """A lane pool: `rows` task slots of `width` restart lanes each, stepped by `solver`."""
+
+    fit: Fit
+    solver: str
+    solver_options: tuple[tuple[str, object], ...]
+    rows: int
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StartKey:
+    """Starts for a batch of `n_tasks` tasks: "varpro" (the best `n_starts` of the variable-projection
+    scan) or "screen" (the best `n_starts` of `n_grid` given starts, by objective)."""
+
+    fit: Fit
+    kind: str
+    n_tasks: int
+    n_starts: int
+    n_grid: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckKey:
+    """Conditioning of `n_tasks` tasks at their best point (`rows.diagnose`)."""
+
+    fit: Fit
+    n_tasks: int
+
+
+class CompileStats:
+    """Programs compiled in this process and the seconds spent (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.count += 1
+            self.seconds += seconds
+
+
+STATS = CompileStats()
+_LOCK = threading.Lock()
+_COMPILED: dict[object, jax.stages.Compiled] = {}
+
+
+def clear() -> None:
+    """Drop every compiled program of this process."""
+    with _LOCK:
+        _COMPILED.clear()
+    jax.clear_caches()
+
+
+def _spec(leaf) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype)
+
+
+def _compiled(key, build):
+    """The program for `key`, compiled on first use: `build()` gives (function, example args)."""
+    with _LOCK:
+        program = _COMPILED.get(key)
+    if program is not None:
+        return program
+    fn, args = build()
+    start = time.perf_counter()
+    program = jax.jit(fn).lower(*jax.tree.map(_spec, args)).compile()
+    STATS.add(time.perf_counter() - start)
+    with _LOCK:
+        return _COMPILED.setdefault(key, program)
+
+
+def batch_spec(fit: Fit, n_tasks: int) -> TaskBatch:
+    """Zero arrays shaped like a `TaskBatch` of `n_tasks` tasks of `fit` (the programs' inputs)."""
+    law = fit.law
+    tables = None
+    if fit.table is not None:
+        rows, columns = fit.table
+        tables = Tables(
+            row_point=np.zeros((n_tasks, rows), np.int64),
+            column_point=np.zeros((n_tasks, columns), np.int64),
+            counts=np.zeros((n_tasks, rows, columns)),
+            mean=np.zeros((n_tasks, rows, columns)),
+            within=np.zeros(n_tasks),
+        )
+    return TaskBatch(
+        inputs=np.ones((n_tasks, fit.n_pad, len(law.inputs))),
+        target=np.zeros((n_tasks, fit.n_pad)),
+        coeff=np.zeros((n_tasks, fit.n_pad)),
+        theta_fixed=np.zeros((n_tasks, law.n_params)),
+        tables=tables,
+    )
+
+
+def problems(law: kernels.Law, batch: TaskBatch) -> Problem:
+    """The solvers' view of a batch (traced): features from the raw inputs, tables' features."""
+    feats = jax.vmap(law.features)(batch.inputs)
+    grid = None
+    if batch.tables is not None:
+        tables = batch.tables
+        # The table's features are those of a point at each distinct input value.
+        grid = Grid(
+            rows=jnp.take_along_axis(feats[:, :, 0], tables.row_point, axis=1),
+            columns=jnp.take_along_axis(feats[:, :, 1], tables.column_point, axis=1),
+            counts=tables.counts,
+            mean=tables.mean,
+            within=tables.within,
+        )
+    return Problem(feats, batch.target, batch.coeff, batch.theta_fixed, grid)
+
+
+def evaluator(fit: Fit, hessian: bool):
+    if fit.table is not None:
+        return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian)
+    return solvers.Evaluator(fit.law, fit.objective, fit.free, hessian=hessian)
+
+
+@functools.cache
+def solver_for(fit: Fit, name: str, options: tuple[tuple[str, object], ...]) -> solvers.LaneSolver:
+    residuals = fit.residuals
+    bounds = (
+        {"lower": tuple(map(float, residuals.lower)), "upper": tuple(map(float, residuals.upper))}
+        if residuals.bounded
+        else {}
+    )
+    return solvers.make(name, **bounds, **dict(options))
+
+
+def empty_state(key: PoolKey):
+    """The pool's state with every lane idle (numpy)."""
+    fit = key.fit
+    solver = solver_for(fit, key.solver, key.solver_options)
+    spec = jax.tree.map(_spec, batch_spec(fit, key.rows))
+    spec = jax.eval_shape(functools.partial(problems, fit.law), spec)
+    return solvers.loop.empty_state(
+        solver, evaluator(fit, solver.needs_hessian), (key.rows, key.width, len(fit.free)), spec
+    )
+
+
+def pool(key: PoolKey):
+    """(state, batch, refill mask [rows, width], refill theta [rows, width, n_free], n_steps,
+    max_steps) -> state: refill the masked lanes, then up to n_steps driver steps."""
+    fit = key.fit
+    solver = solver_for(fit, key.solver, key.solver_options)
+    evaluate = evaluator(fit, solver.needs_hessian)
+
+    def step(state, batch, mask, theta, n_steps, max_steps):
+        state = solvers.loop.refill(solver, state, mask, theta)
+        return solvers.loop.advance(solver, evaluate, state, problems(fit.law, batch), n_steps, max_steps)
+
+    def build():
+        width = (key.rows, key.width)
+        theta = np.zeros(width + (len(fit.free),))
+        return step, (
+            empty_state(key),
+            batch_spec(fit, key.rows),
+            np.zeros(width, bool),
+            theta,
+            np.int32(0),
+            np.int32(0),
+        )
+
+    return _compiled(key, build)
+
+
+def starts(key: StartKey):
+    """varpro: (batch) -> starts [n_tasks, n_starts, n_free]; screen: (batch, grid [n_tasks, n_grid,
+    n_free]) -> the best n_starts of the grid by objective."""
+    fit = key.fit
+    law, objective = fit.law, fit.objective
+    batch = batch_spec(fit, key.n_tasks)
+    if key.kind == "varpro":
+
+        def varpro(batch):
+            found, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, key.n_starts))(problems(law, batch))
+            return found
+
+        return _compiled(key, lambda: (varpro, (batch,)))
+    objective_only = evaluator(fit, hessian=False)
+
+    def screen(batch, grid):
+        # One pass over the points at every grid start; the solver runs from the best few only.
+        f = objective_only(grid, problems(law, batch)).f
+        order = jnp.argsort(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)[:, : key.n_starts]
+        return jnp.take_along_axis(grid, order[..., None], axis=1)
+
+    return _compiled(key, lambda: (screen, (batch, np.zeros((key.n_tasks, key.n_grid, len(fit.free))))))
+
+
+def check(key: CheckKey):
+    """(batch, theta [n_tasks, n_free]) -> (log10 condition number of the column-scaled J^T J
+    [n_tasks], each free parameter's sensitivity max_i |d pred_i / d theta_j| / |pred_i| [n_tasks,
+    n_free]; d log pred for log-space fits)."""
+    fit = key.fit
+    law, objective = fit.law, fit.objective
+    residuals = fit.residuals
+
+    def one(theta, problem):
+        _, jac = residuals.value_and_jacobian(theta, problem)
+        hess = jac.T @ jac
+        scale = jnp.sqrt(jnp.maximum(jnp.diag(hess), 1e-300))
+        eig = jnp.linalg.eigvalsh(hess / scale[:, None] / scale[None, :])
+        log10_cond = jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
+
+        def prediction(th):
+            full = residuals.full(th, problem)
+            if objective.space == "log":
+                return law.log_predict(full, problem.feats)
+            return jnp.log(jnp.abs(law.predict(full, problem.feats)))
+
+        sens = jnp.abs(jax.jacfwd(prediction)(theta))  # [n_points, n_free]
+        sens = jnp.max(jnp.where((problem.coeff > 0)[:, None], sens, 0.0), axis=0)
+        return log10_cond, jnp.where(jnp.isfinite(sens), sens, 0.0)
+
+    def diagnose(batch, theta):
+        found = problems(law, batch)
+        return jax.vmap(one)(theta, Problem(found.feats, found.target, found.coeff, found.theta_fixed))
+
+    batch = batch_spec(dataclasses.replace(fit, table=None), key.n_tasks)
+    return _compiled(key, lambda: (diagnose, (batch, np.zeros((key.n_tasks, len(fit.free))))))

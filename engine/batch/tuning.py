@@ -1,0 +1,65 @@
+"""The engine's tuning knobs in one frozen record. The measurements behind the defaults are in
+`bench/` (BENCHMARKS.md); changing a knob never changes which shapes a job's fits are computed
+in beyond what it names, and never makes a result depend on timing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How jobs are laid out on the device.
+
+    pool_lanes: lanes of the largest pool of a point-sum program (fewer for long series, see
+        `lane_points`); a pool keeps this shape for the whole job.
+    lane_points: lanes x padded points of a pool at most (per-lane data stays within ~8 MB an array).
+    lane_cells: lanes x table cells of a table-sum pool at most.
+    tail_divisors: the smaller pool sizes (pool_lanes / d) a job's tail moves to, and that a job
+        with fewer fits starts in. Pre-declared, so a job compiles at most len + 1 pool programs
+        per program key.
+    min_lanes: no pool is smaller than this.
+    steps_per_call: driver steps between two refills (finished lanes wait at most this long).
+    batch_points: tasks x starts x padded points of one call of the start programs (variable
+        projection, grid screening) and of the conditioning program.
+    shared_points: tasks of more padded points than this keep their restarts in rows that share
+        the task's data (a lane-point of data per lane costs 3-4x a shared one at 256 points on the
+        2-core CPU); shorter tasks run one restart a row, so every lane takes any task's restart.
+    """
+
+    pool_lanes: int = 4096
+    lane_points: int = 1 << 20
+    lane_cells: int = 1 << 21
+    tail_divisors: tuple[int, ...] = (8, 64)
+    min_lanes: int = 8
+    steps_per_call: int = 8
+    batch_points: int = 1 << 21
+    shared_points: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("pool_lanes", "lane_points", "lane_cells", "min_lanes", "steps_per_call", "batch_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Tuning.{name} must be >= 1, got {getattr(self, name)}")
+        if sorted(self.tail_divisors) != list(self.tail_divisors) or any(d < 2 for d in self.tail_divisors):
+            raise ValueError(f"Tuning.tail_divisors must be increasing and >= 2, got {self.tail_divisors}")
+
+
+DEFAULT = Tuning()
+
+
+def power_of_two_at_most(n: float) -> int:
+    """The largest power of two <= n (at least 1)."""
+    return 1 << max(int(n).bit_length() - 1, 0)
+
+
+def ladder(largest: int, tuning: Tuning, minimum: int | None = None) -> tuple[int, ...]:
+    """Sizes a program may use, largest first: `largest` and its declared tail sizes (at least
+    `minimum`, by default `tuning.min_lanes`)."""
+    minimum = tuning.min_lanes if minimum is None else minimum
+    sizes = [largest] + [max(largest // d, min(minimum, largest)) for d in tuning.tail_divisors]
+    return tuple(sorted(set(sizes), reverse=True))
+
+
+def fitting(sizes: tuple[int, ...], needed: int) -> int:
+    """The smallest size of the ladder `sizes` that holds `needed` (the largest when none does)."""
+    return min((s for s in sizes if s >= needed), default=sizes[0])
