@@ -53,21 +53,6 @@ def chinchilla_section(result: dict) -> list[str]:
     return lines
 
 
-def pack_section(result: dict) -> list[str]:
-    fig, machine = result["figures"], result["machine"]
-    return [
-        "## pack — 1 million observation rows into padded device buckets",
-        "",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} cores.",
-        "",
-        "| rows | tasks | buckets | `pack_frame` s | per-task loop s | speed-up | rows/s |",
-        "|---|---|---|---|---|---|---|",
-        f"| {fig['rows']} | {fig['tasks']} | {fig['buckets']} | {fig['pack_frame_seconds']:.3f} | "
-        f"{fig['per_task_loop_seconds']:.3f} | {fig['speedup']:.1f}x | {fig['rows_per_second']:.3g} |",
-        "",
-    ]
-
-
 def hitchhiker_section(result: dict) -> list[str]:
     fig, machine = result["figures"], result["machine"]
     lines = [
@@ -156,7 +141,6 @@ def scale_section(result: dict) -> list[str]:
 
 SECTIONS = {
     "chinchilla_grid": chinchilla_section,
-    "pack": pack_section,
     "hitchhiker_grid": hitchhiker_section,
     "scale": scale_section,
 }

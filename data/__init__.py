@@ -1,15 +1,12 @@
 """lawfit.data: the observation schema, validation, readers, and the bundled released datasets."""
 
 from .bundled import BUNDLED, load
-from .pack import Bucket, pack_frame
 from .readers import parse_mapping, read_observations, read_table, to_observations
 from .schema import OBSERVATION_SCHEMA, conform
 from .validate import Issue, Report, ValidationError, find_issues, validate
 
 __all__ = [
     "BUNDLED",
-    "Bucket",
-    "pack_frame",
     "OBSERVATION_SCHEMA",
     "Issue",
     "Report",

@@ -4,10 +4,30 @@ The public API is flat: `fit`, `fit_many`, `tasks_from_frame`, `laws`, `datasets
 types `Task`, `Objective`, `Status`.
 """
 
+import os
+
 import jax
 
-# float64 by default: scaling-law objectives live at 1e-3 and below, where float32 stalls.
+# Process-wide, at import (see the README): float64 by default, since scaling-law objectives live at
+# 1e-3 and below, where float32 stalls; and one CPU device per core, so that a pool's lanes are
+# stepped on every core (`lawfit.batch.programs.lane_devices`). LAWFIT_CPU_DEVICES sets the count;
+# XLA_FLAGS' --xla_force_host_platform_device_count, when given, wins.
 jax.config.update("jax_enable_x64", True)
+
+
+def _cpu_devices() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, int(os.environ.get("LAWFIT_CPU_DEVICES", min(cores, 8))))
+
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    try:
+        jax.config.update("jax_num_cpu_devices", _cpu_devices())
+    except (AttributeError, RuntimeError):  # an older jax, or a backend already started
+        pass
 
 __version__ = "0.1.0"
 

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import solvers
+
+SOLVER_HELP = "batched solver (lm: Levenberg-Marquardt on the residuals; lbfgs: Optax L-BFGS with a per-lane line search)"
+
 
 def enable_compile_cache() -> None:
     """Persistent XLA compilation cache, so repeated jobs do not recompile."""
@@ -402,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
     rep.add_argument("--out", help="hitchhiker: write the cells to OUT/results.parquet (`lawfit plot OUT` redraws)")
-    rep.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    rep.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
     rep.add_argument("--varpro-starts", type=int, default=8)
     rep.add_argument("--json", action="store_true")
@@ -420,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--restarts", default="varpro", help="varpro (default), grid, screen (best 8 grid starts), or a number"
     )
-    fit.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    fit.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     fit.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile 95%% intervals")
     fit.add_argument("--holdout", help="rows to hold out and predict, e.g. 'params>1e9'")
     fit.add_argument("--seed", type=int, default=0)
@@ -443,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--max-windows", type=int, help="only the last N windows per family")
     board.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
     board.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
-    board.add_argument("--solver", choices=["lm", "lbfgs"], default="lm")
+    board.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     board.add_argument("--max-steps", type=int, default=2000, help="solver steps per restart")
     board.add_argument("--out", default="lawfit-leaderboard")
     board.add_argument("--no-plot", action="store_true")

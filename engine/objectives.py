@@ -17,6 +17,7 @@ problems still agree. (A weight below 1 inside the quadratic zone made LM stall 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from .types import Objective
@@ -25,25 +26,30 @@ from .types import Objective
 HUBER_CURVATURE = 0.25
 
 
-def residual_and_slope(objective: Objective, target, pred, coeff, curvature: bool = False):
+def residual_and_slope(objective: Objective, target, pred, coeff, curvature: bool = False, root=None):
     """s and ds/dpred, elementwise (the objective's chain rule written by hand); with `curvature`
     also the point's Gauss-Newton weight w (see the module docstring).
 
     target, pred, coeff broadcast together: [n_points] for one task, [lanes] for one point.
+    root: sqrt(coeff) when the caller has it (the solvers' point scans compute it once per call).
     """
     r = target - pred
     if objective.over_penalty != 1.0:
         # Over-prediction means pred > target, i.e. r < 0.
         coeff = coeff * jnp.where(r < 0, objective.over_penalty, 1.0)
+        root = None
     if objective.loss == "huber":
         delta = objective.delta
         size = jnp.abs(r)
         t = jnp.maximum(size, delta)
-        q = jnp.sqrt(delta * (2.0 * t - delta))
-        root = jnp.sqrt(coeff)
+        # One reciprocal and one reciprocal square root instead of three divisions and a square root.
+        inverse_t = 1.0 / t
+        q_squared = delta * (2.0 * t - delta)
+        inverse_q = jax.lax.rsqrt(q_squared)
+        root = jnp.sqrt(coeff) if root is None else root
         inside = size <= delta
-        out = root * (r * q / t), -root * jnp.where(inside, 1.0, delta / q)
-        return out + (coeff * jnp.where(inside, 1.0, HUBER_CURVATURE * delta / t),) if curvature else out
+        out = root * (r * (q_squared * inverse_q) * inverse_t), -root * jnp.where(inside, 1.0, delta * inverse_q)
+        return out + (coeff * jnp.where(inside, 1.0, HUBER_CURVATURE * delta * inverse_t),) if curvature else out
     root = jnp.sqrt(2.0 * coeff)
     out = root * r, -root * jnp.ones_like(r)
     return out + (2.0 * coeff,) if curvature else out

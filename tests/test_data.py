@@ -192,34 +192,3 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert proc.stderr.count("\n") == 1
 
 
-def test_pack_frame_matches_a_per_task_loop():
-    from lawfit.data import pack_frame
-    from lawfit.plan import bucket_size
-
-    rng = np.random.default_rng(7)
-    sizes = rng.integers(1, 300, 40)
-    frame = pl.DataFrame(
-        {
-            "task": np.repeat(np.arange(40), sizes)[::-1].copy(),  # unsorted on purpose
-            "params": rng.uniform(1e7, 1e9, sizes.sum()),
-            "tokens": rng.uniform(1e9, 1e11, sizes.sum()),
-            "value": rng.uniform(2, 4, sizes.sum()),
-        }
-    )
-    buckets = pack_frame(frame, task="task", columns=("params", "tokens"))
-    seen = set()
-    for bucket in buckets:
-        for row, task in enumerate(bucket.tasks):
-            part = frame.filter(pl.col("task") == task)
-            n = part.height
-            assert bucket.n_pad == bucket_size(n) and bucket.n_points[row] == n
-            np.testing.assert_array_equal(bucket.inputs[row, :n], part.select("params", "tokens").to_numpy())
-            np.testing.assert_array_equal(bucket.target[row, :n], part["value"].to_numpy())
-            assert bucket.mask[row].sum() == n and bucket.mask[row, :n].all()
-            np.testing.assert_array_equal(
-                bucket.inputs[row, n:], np.broadcast_to(bucket.inputs[row, 0], (bucket.n_pad - n, 2))
-            )
-            seen.add(int(task))
-    assert seen == set(range(40))
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['flops'\]"):
-        pack_frame(frame, task="task", columns=("flops",))

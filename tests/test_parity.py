@@ -116,8 +116,15 @@ def _scipy_best(law, objective, raw, target, starts):
     return best
 
 
+@pytest.mark.parametrize(
+    ("n_problems", "min_parity"),
+    [(40, 0.975), pytest.param(N_PROBLEMS, 0.99, marks=pytest.mark.slow)],
+    ids=["sample", "sweep"],
+)
 @pytest.mark.parametrize("law_name", sorted(OBJECTIVES))
-def test_engine_matches_or_beats_scipy(law_name):
+def test_engine_matches_or_beats_scipy(law_name, n_problems, min_parity):
+    """The fast suite runs a sample of 40 problems per law (at most one miss); the full sweep of 200 is
+    marked slow."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -126,7 +133,7 @@ def test_engine_matches_or_beats_scipy(law_name):
     objective = OBJECTIVES[law_name]
     grid = law.grid_starts()
     tasks, starts_all = [], []
-    for i in range(N_PROBLEMS):
+    for i in range(n_problems):
         raw, target = _problem(law_name, rng, ill_conditioned=i % 5 == 0)
         starts = grid[rng.choice(len(grid), N_STARTS, replace=False)]
         starts_all.append(starts)
@@ -138,9 +145,9 @@ def test_engine_matches_or_beats_scipy(law_name):
         ref = _scipy_best(law, objective, np.asarray(task.inputs), np.asarray(task.target), starts_all[i])
         if ours is None or ours > ref * (1 + 1e-9) + 1e-300:
             misses.append((i, ours, ref, result["status"][i]))
-    parity = 1 - len(misses) / N_PROBLEMS
+    parity = 1 - len(misses) / n_problems
     print(f"{law_name}: parity {parity:.3f}, misses {misses[:5]}")
-    assert parity >= 0.99, misses
+    assert parity >= min_parity, misses
     # Every miss must say so: a fit that ends worse than scipy's best is never reported "converged"
     # (degenerate optima, e.g. an exponent whose term vanishes over the data, are "ill-conditioned").
     converged_misses = [m for m in misses if m[3] == "converged"]

@@ -88,8 +88,12 @@ def run(
     left = np.full(n_tasks, n_restarts)  # per task, restarts not finished
     first_pending = 0  # the first task with restarts to load
     put = (lambda tree: jax.device_put(tree, device)) if device is not None else (lambda tree: tree)
-    n_steps, budget = np.int32(tuning.steps_per_call), np.int32(max_steps)
+    budget = np.int32(max_steps)
     while True:
+        # Once nothing is left to load, calls run longer in the smaller pools: there is nothing to
+        # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
+        stretch = 1 if first_pending < n_tasks else size[0] // size[level]
+        n_steps = np.int32(tuning.steps_per_call * stretch)
         mask = np.zeros(lanes.lane_restart.shape, bool)
         # Free lanes of rows whose task has restarts left take them, in lane order.
         held = np.flatnonzero(lanes.row_task >= 0)

@@ -17,6 +17,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
+
+try:
+    from jax import shard_map
+except ImportError:  # jax < 0.7
+    from jax.experimental.shard_map import shard_map
 
 from lawfit import kernels
 
@@ -98,8 +104,10 @@ def clear() -> None:
     jax.clear_caches()
 
 
-def _spec(leaf) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype)
+def _spec(leaf, sharding=None) -> jax.ShapeDtypeStruct:
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+    return jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype, sharding=sharding)
 
 
 def _compiled(key, build):
@@ -110,7 +118,8 @@ def _compiled(key, build):
         return program
     fn, args = build()
     start = time.perf_counter()
-    program = jax.jit(fn).lower(*jax.tree.map(_spec, args)).compile()
+    specs = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.ShapeDtypeStruct) else _spec(leaf), args)
+    program = jax.jit(fn).lower(*specs).compile()
     STATS.add(time.perf_counter() - start)
     with _LOCK:
         return _COMPILED.setdefault(key, program)
@@ -183,6 +192,24 @@ def empty_state(key: PoolKey):
     )
 
 
+def lane_devices(key: PoolKey) -> tuple:
+    """The local devices a pool's lanes are split over: all of them when its rows (or, for a
+    single row, its lanes) divide evenly, else the first. Each device steps its share of the
+    lanes with its own loop; a lane computes the same arithmetic on any device."""
+    devices = tuple(jax.local_devices())
+    if len(devices) > 1 and (key.rows % len(devices) == 0 or (key.rows == 1 and key.width % len(devices) == 0)):
+        return devices
+    return devices[:1]
+
+
+def _shard_map(fn, mesh, in_specs, out_specs):
+    # Each device runs its own copy of the loop on its lanes: no communication between them.
+    try:
+        return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    except TypeError:  # older jax names the check `check_rep`
+        return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
 def pool(key: PoolKey):
     """(state, batch, refill mask [rows, width], refill theta [rows, width, n_free], n_steps,
     max_steps) -> state: refill the masked lanes, then up to n_steps driver steps."""
@@ -197,14 +224,22 @@ def pool(key: PoolKey):
     def build():
         width = (key.rows, key.width)
         theta = np.zeros(width + (len(fit.free),))
-        return step, (
-            empty_state(key),
-            batch_spec(fit, key.rows),
-            np.zeros(width, bool),
-            theta,
-            np.int32(0),
-            np.int32(0),
+        args = (empty_state(key), batch_spec(fit, key.rows), np.zeros(width, bool), theta, np.int32(0), np.int32(0))
+        devices = lane_devices(key)
+        if len(devices) == 1:
+            return step, args
+        # Lanes split over the devices by rows, or by lanes when the pool is one wide row (whose
+        # task data every device then holds).
+        mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
+        lanes = P("lanes") if key.rows > 1 else P(None, "lanes")
+        rows = P("lanes") if key.rows > 1 else P()
+        specs = (lanes, rows, lanes, lanes, P(), P())
+        sharded = _shard_map(step, mesh, specs, lanes)
+        placed = tuple(
+            jax.tree.map(lambda leaf, spec=spec: _spec(leaf, jax.sharding.NamedSharding(mesh, spec)), arg)
+            for arg, spec in zip(args, specs, strict=True)
         )
+        return sharded, placed
 
     return _compiled(key, build)
 

@@ -31,7 +31,7 @@ class Tuning:
     lane_points: int = 1 << 20
     lane_cells: int = 1 << 21
     tail_divisors: tuple[int, ...] = (8, 64)
-    min_lanes: int = 8
+    min_lanes: int = 64
     steps_per_call: int = 8
     batch_points: int = 1 << 21
     shared_points: int = 32

@@ -69,8 +69,8 @@ class Evaluator(eqx.Module):
 
     def layout(self, problems, n_restarts: int):
         """The point data as the scan reads it, built once per solver call rather than per step:
-        point-major, features feature-major (`[n_steps, m, tasks, block]`, target and coeff
-        `[n_steps, tasks, block]`), so that each step reads contiguous rows. (Copying each task's
+        point-major, features feature-major (`[n_steps, m, tasks, block]`, target, coeff and
+        sqrt(coeff) `[n_steps, tasks, block]`), so that each step reads contiguous rows. (Copying each task's
         points to its restarts up front was slower than repeating them inside the step.)"""
         n_tasks, n_pad = problems.target.shape
         lanes = n_tasks * n_restarts
@@ -81,6 +81,7 @@ class Evaluator(eqx.Module):
             jnp.transpose(problems.feats.reshape(n_tasks, n_steps, block, m), (1, 3, 0, 2)),
             jnp.moveaxis(problems.target.reshape(n_tasks, n_steps, block), 1, 0),
             jnp.moveaxis(problems.coeff.reshape(n_tasks, n_steps, block), 1, 0),
+            jnp.moveaxis(jnp.sqrt(problems.coeff).reshape(n_tasks, n_steps, block), 1, 0),
         )
 
     def __call__(self, theta, problems, points=None):
@@ -121,19 +122,20 @@ class Evaluator(eqx.Module):
         theta_rows = tuple(jnp.repeat(row, block) for row in theta_lanes) if block > 1 else theta_lanes
 
         def body(acc, point):
-            feats, target, coeff = point  # [m, tasks, block], [tasks, block], [tasks, block]
+            feats, *values = point  # [m, tasks, block]; target, coeff, sqrt(coeff) [tasks, block]
             feats = jnp.stack([feats[j] for j in range(feats.shape[0])], axis=-1)
             if block > 1:  # flattened lanes x block: every lane needs its own copy of the block
-                feats, target, coeff = (jnp.repeat(x, n_restarts, axis=0) for x in (feats, target, coeff))
-                feats, target, coeff = feats.reshape(lanes * block, -1), target.reshape(-1), coeff.reshape(-1)
+                feats = jnp.repeat(feats, n_restarts, axis=0).reshape(lanes * block, -1)
+                values = [jnp.repeat(x, n_restarts, axis=0).reshape(-1) for x in values]
             else:
-                feats, target, coeff = per_lane(feats[:, 0]), per_lane(target[:, 0]), per_lane(coeff[:, 0])
+                feats, values = per_lane(feats[:, 0]), [per_lane(x[:, 0]) for x in values]
+            target, coeff, root = values
             pred, jac = self._prediction_and_jacobian(theta_rows, feats)
             if self.hessian:
-                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
+                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True, root=root)
                 weighted = [weight * d for d in jac]
             else:
-                s, slope = residual_and_slope(self.objective, target, pred, coeff)
+                s, slope = residual_and_slope(self.objective, target, pred, coeff, root=root)
             grad_rows = [(slope * s) * d for d in jac]
             # (i, last): gradient; (last, last): 2 f; (i, j): the Gauss-Newton curvature model.
             products = [

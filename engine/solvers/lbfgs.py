@@ -13,6 +13,7 @@ import optax
 
 from ..types import Status
 from .base import Evaluation, LaneSolver
+from .linalg import dot
 
 
 class LBFGSState(eqx.Module):
@@ -46,7 +47,7 @@ class LBFGS(LaneSolver):
         update, new_memory = transform.update(grad, memory, theta)
         # Restart the memory when it no longer gives a descent direction (bad curvature pairs).
         fresh_update, fresh_memory = transform.update(grad, transform.init(theta), theta)
-        descent = jnp.dot(update, grad) > 0
+        descent = dot(update, grad) > 0
         new_memory = jax.tree.map(lambda a, b: jnp.where(descent, a, b), new_memory, fresh_memory)
         return -jnp.where(descent, update, fresh_update), new_memory
 
@@ -75,10 +76,10 @@ class LBFGS(LaneSolver):
 
     def update(self, state: LBFGSState, trial, ev: Evaluation) -> LBFGSState:
         f_t, grad_t = ev.f, ev.grad
-        slope = jnp.dot(state.grad, state.direction)
+        slope = dot(state.grad, state.direction)
         finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(grad_t))
         armijo = finite & (f_t <= state.f + self.c1 * state.t * slope)
-        curvature = jnp.dot(grad_t, state.direction) >= self.c2 * slope
+        curvature = dot(grad_t, state.direction) >= self.c2 * slope
         give_up = state.ls_steps + 1 >= self.max_line_search
         accept = armijo & (curvature | give_up)
 

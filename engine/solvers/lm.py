@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from ..types import Status
 from .base import Evaluation, LaneSolver
-from .linalg import spd_solve
+from .linalg import dot, quadratic, spd_solve
 
 _TINY = 1e-300
 
@@ -83,7 +83,7 @@ class LevenbergMarquardt(LaneSolver):
     def update(self, state: LMState, trial, ev: Evaluation) -> LMState:
         f_trial, grad_t, hess_t = ev.f, ev.grad, ev.hess
         delta = trial - state.theta
-        predicted = -(jnp.dot(state.grad, delta) + 0.5 * delta @ state.hess @ delta)
+        predicted = -(dot(state.grad, delta) + 0.5 * quadratic(delta, state.hess))
         ratio = (state.f - f_trial) / jnp.maximum(predicted, _TINY)
         finite = jnp.isfinite(f_trial) & jnp.all(jnp.isfinite(hess_t)) & jnp.all(jnp.isfinite(trial))
         accept = finite & (f_trial < state.f)

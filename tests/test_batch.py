@@ -1,0 +1,77 @@
+"""The execution layer (`lawfit.batch`): fixed pool shapes, refills, determinism, declared programs."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+import lawfit
+from lawfit import plan, runner, synthetic
+from lawfit.batch import Tuning, programs
+from lawfit.batch.solve import pool_keys
+from lawfit.types import Objective
+
+COLUMNS = ["task_hash", "objective", "status", "iterations", "evaluations", "restart_objective", "restart_params"]
+
+
+def _rows(frame: pl.DataFrame) -> dict:
+    return {column: frame[column].to_list() for column in COLUMNS}
+
+
+def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(tmp_path):
+    """Twice, in chunks of other sizes, through the runner, and with other pool sizes (so other tail
+    shapes and refill orders): every row identical, to the bit."""
+    tasks = list(synthetic.chinchilla_tasks(150, n_points=12, init=6))
+    whole = lawfit.fit_many(tasks, keep_restarts=True)
+    assert _rows(lawfit.fit_many(tasks, keep_restarts=True)) == _rows(whole)
+    chunked = pl.concat(
+        [lawfit.fit_many(tasks[i : i + 40], keep_restarts=True) for i in range(0, 150, 40)], how="diagonal_relaxed"
+    )
+    assert _rows(chunked) == _rows(whole)
+    runner.run(tasks, tmp_path / "job", chunk_tasks=64, keep_restarts=True, progress=False)
+    assert _rows(runner.read(tmp_path / "job")) == _rows(whole)
+    small = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(pool_lanes=128, steps_per_call=3))
+    assert _rows(small) == _rows(whole)
+
+
+def test_a_job_compiles_only_its_declared_programs():
+    """The number of compiled programs is bounded by the group's ladder, not by the job's length."""
+    programs.clear()
+    before = programs.STATS.count
+    tasks = list(synthetic.chinchilla_tasks(400, n_points=12, init=4))
+    lawfit.fit_many(tasks, tuning=Tuning(pool_lanes=256))
+    first = programs.STATS.count - before
+    # A pool ladder of three sizes, one conditioning batch size or two.
+    assert 1 <= first <= 3 + 2
+    lawfit.fit_many(tasks + tasks[:77], tuning=Tuning(pool_lanes=256))
+    assert programs.STATS.count - before - first <= 2  # at most a new tail batch size for the checks
+
+
+def test_pool_ladder_shapes():
+    tuning = Tuning()
+    short = plan.prepare(0, next(synthetic.chinchilla_tasks(1, n_points=24, init=8)))
+    (grp,) = plan.group([short], 8)
+    keys = pool_keys(grp, "lm", (), tuning)
+    assert [(k.rows, k.width) for k in keys] == [(4096, 1), (512, 1), (64, 1)]  # one restart a row
+    grid_task = lawfit.tasks_from_frame(lawfit.datasets.load("epoch-chinchilla"), "chinchilla", init="grid")[0]
+    (grp,) = plan.group([plan.prepare(0, grid_task)], 8)
+    keys = pool_keys(grp, "lm", (), tuning)
+    assert [(k.rows, k.width) for k in keys] == [(1, 4096), (1, 512), (1, 64)]  # one wide row, narrowing
+
+
+@pytest.mark.parametrize(("n", "padded"), [(1, 8), (8, 8), (9, 16), (24, 24), (65, 80), (256, 256), (257, 384),
+                                           (384, 384), (385, 512)])  # fmt: skip
+def test_bucket_sizes(n, padded):
+    assert plan.bucket_size(n) == padded
+
+
+def test_restarts_beyond_the_pool_width_stream_through_one_row():
+    """A task with more starts than lanes (the 4500-start grid's case): every start is solved once,
+    and a start's result does not depend on the pool it ran in."""
+    rng = np.random.default_rng(2)
+    x = np.geomspace(1e18, 1e22, 40)
+    y = 1.7 + np.exp(9) * x**-0.3 * np.exp(rng.normal(0, 0.01, x.size))
+    task = lawfit.Task(law="compute", inputs=x[:, None], target=y, init=300, objective=Objective("squared", space="log"))
+    wide = lawfit.fit_many([task], keep_restarts=True)
+    narrow = lawfit.fit_many([task], keep_restarts=True, tuning=Tuning(pool_lanes=64, min_lanes=8))
+    assert wide["n_restarts"][0] == 300 and wide["status"][0] == "converged"
+    assert wide["restart_objective"].to_list() == narrow["restart_objective"].to_list()
