@@ -6,8 +6,9 @@ fixed pool of lanes (`batch.pool`), and each task gets one row (`batch.rows`).""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ from lawfit import kernels
 
 from . import solvers
 from .batch import rows as result_rows
-from .batch.solve import solve
+from .batch.solve import Runner
 from .batch.tuning import DEFAULT as DEFAULT_TUNING
 from .batch.tuning import Tuning
 from .plan import TaskError, group, prepare, varpro_or_grid
@@ -90,6 +91,50 @@ def fit_many(
                 init=varpro_or_grid(kernels.get(name), init),
             )
         ]
+    own_bar = not isinstance(progress, Progress)
+    bar = Progress(len(tasks), progress) if own_bar else progress
+    options = dict(
+        solver=solver,
+        max_steps=max_steps,
+        varpro_starts=varpro_starts,
+        screen_starts=screen_starts,
+        keep_restarts=keep_restarts,
+        at_best_rtol=at_best_rtol,
+        tuning=tuning,
+        solver_options=solver_options,
+    )
+    (rows,) = fit_chunks([tasks], progress=bar, **options)
+    if own_bar:
+        bar.close()
+    return rows
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """A chunk in flight: its rows as they come, and how many groups are still solving."""
+
+    rows: list[dict[str, Any] | None]
+    open: int = 0
+
+
+def fit_chunks(
+    chunks: Iterable[Sequence[Task]],
+    *,
+    solver: str = "lm",
+    max_steps: int | None = None,
+    varpro_starts: int = 8,
+    screen_starts: int = 8,
+    keep_restarts: bool = False,
+    at_best_rtol: float = 1e-6,
+    tuning: Tuning = DEFAULT_TUNING,
+    solver_options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    ahead: int = 2,
+) -> Iterator[pl.DataFrame]:
+    """`fit_many`'s rows for each chunk of tasks, in order, with the chunks streamed through the same
+    lane pools: the lanes that one chunk's last fits leave free take the next chunk's first fits, so
+    a long job has one tail, not one per chunk. At most `ahead` chunks are drawn beyond the oldest
+    unfinished one. Options as for `fit_many`; progress: a `Progress` advanced as tasks finish."""
     if solver not in solvers.SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
     if varpro_starts < 1:
@@ -98,39 +143,64 @@ def fit_many(
         raise ValueError(f"screen_starts must be >= 1, got {screen_starts}")
     budget = int(max_steps or solvers.SOLVERS[solver].max_steps)
     options = tuple(sorted((solver_options or {}).items()))
-    rows: list[dict[str, Any] | None] = [None] * len(tasks)
-    prepared = []
-    for index, task in enumerate(tasks):
-        try:
-            prepared.append(prepare(index, task))
-        except TaskError as err:
-            rows[index] = result_rows.failed(task, err.status, str(err), solver)
-        except ValueError as err:
-            raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
-    own_bar = not isinstance(progress, Progress)
-    bar = Progress(len(prepared), progress) if own_bar else progress
-    if not own_bar:
-        bar.update(len(tasks) - len(prepared))
-    for grp in group(prepared, varpro_starts, screen_starts):
-        outcome = solve(grp, solver, options, tuning, budget, progress=bar.update)
-        res = outcome.results
-        for k, item in enumerate(grp.members):
-            rows[item.index] = result_rows.solved(
-                item,
-                res.theta[k],
-                res.objective[k],
-                res.status[k],
-                res.iterations[k],
-                res.evaluations[k],
-                float(outcome.log10_cond[k]),
-                outcome.sensitivity[k],
-                solver=solver,
-                at_best_rtol=at_best_rtol,
-                keep_restarts=keep_restarts,
-            )
-    if own_bar:
-        bar.close()
-    return pl.from_dicts(rows, infer_schema_length=None)
+    runner = Runner(solver, options, tuning, budget, progress.update if progress is not None else None)
+    row_options = dict(solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts)
+
+    def open_chunk(tasks: Sequence[Task]) -> _Chunk:
+        chunk = _Chunk([None] * len(tasks))
+        prepared = []
+        for index, task in enumerate(tasks):
+            try:
+                prepared.append(prepare(index, task))
+            except TaskError as err:
+                chunk.rows[index] = result_rows.failed(task, err.status, str(err), solver)
+            except ValueError as err:
+                raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
+        if progress is not None:
+            progress.update(len(tasks) - len(prepared))
+
+        def done(grp, outcome) -> None:
+            res = outcome.results
+            for k, item in enumerate(grp.members):
+                chunk.rows[item.index] = result_rows.solved(
+                    item,
+                    res.theta[k],
+                    res.objective[k],
+                    res.status[k],
+                    res.iterations[k],
+                    res.evaluations[k],
+                    float(outcome.log10_cond[k]),
+                    outcome.sensitivity[k],
+                    **row_options,
+                )
+            chunk.open -= 1
+
+        groups = group(prepared, varpro_starts, screen_starts)
+        chunk.open = len(groups)
+        for grp in groups:
+            runner.add(grp, done)
+        return chunk
+
+    in_flight: collections.deque[_Chunk] = collections.deque()
+    source = iter(chunks)
+    exhausted = False
+    while True:
+        while not exhausted and runner.hungry and len(in_flight) <= ahead:
+            try:
+                tasks = next(source)
+            except StopIteration:
+                exhausted = True
+                break
+            in_flight.append(open_chunk(list(tasks)))
+        while in_flight and in_flight[0].open == 0:
+            yield pl.from_dicts(in_flight.popleft().rows, infer_schema_length=None)
+        if not runner.working:
+            if exhausted and not in_flight:
+                return
+            if exhausted:
+                raise RuntimeError("fit_chunks: chunks left open with no fit running (a scheduler bug)")
+            continue
+        runner.step(final=exhausted)
 
 
 def _as_frame(data) -> pl.DataFrame:

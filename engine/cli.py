@@ -13,7 +13,9 @@ import numpy as np
 
 from . import solvers
 
-SOLVER_HELP = "batched solver (lm: Levenberg-Marquardt on the residuals; lbfgs: Optax L-BFGS with a per-lane line search)"
+SOLVER_HELP = (
+    "batched solver (lm: Levenberg-Marquardt on the residuals; lbfgs: Optax L-BFGS with a per-lane line search)"
+)
 
 
 def enable_compile_cache() -> None:

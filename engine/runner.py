@@ -1,10 +1,11 @@
-"""Streaming, resumable job runner: a stream of tasks is cut into fixed chunks, each solved by one
-`fit_many` call and written as one Parquet file of a dataset directory.
+"""Streaming, resumable job runner: a stream of tasks is cut into fixed chunks, streamed through the
+engine's lane pools (`fit_chunks`: one pool per program for the whole job, so chunks overlap and the
+job has one tail), and each chunk's rows are written as one Parquet file of a dataset directory.
 
 - Memory is bounded by the chunk, not the job: tasks are drawn from an iterator chunk by chunk, and a
   chunk's rows leave memory once written.
 - While the device solves chunk i, one host thread draws and hashes chunk i+1 and another writes
-  chunk i-1 (Parquet, written to a temporary name, fsynced, then renamed: a killed run leaves only
+  the rows of the last finished chunk (Parquet, written to a temporary name, fsynced, then renamed: a killed run leaves only
   complete files).
 - Resume: every row carries its task's hash; a rerun into the same directory skips finished tasks.
   Chunk boundaries depend only on task positions, so a resumed chunk is solved with exactly the
@@ -28,7 +29,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from .api import fit_many
+from .api import fit_chunks
 from .progress import Progress
 from .types import Task
 
@@ -129,8 +130,8 @@ def run(
     process_count: int = 1,
     **fit_options: Any,
 ) -> Summary:
-    """Solve every task with `fit_many(**fit_options)`, writing `out/part-NNNNNN.parquet` per chunk of
-    `chunk_tasks` tasks (rows gain `task_index`, the task's position in the stream, `chunk` and `process`).
+    """Solve every task with `fit_chunks(**fit_options)` (`fit_many`'s options; every chunk streamed
+    through the same lane pools), writing `out/part-NNNNNN.parquet` per chunk of `chunk_tasks` tasks (rows gain `task_index`, the task's position in the stream, `chunk` and `process`).
 
     tasks: any iterable (a generator keeps memory bounded); total: its length, for the progress bar
         when it has no len().
@@ -178,18 +179,26 @@ def run(
             path = out / f"part-{chunk:06d}-{time.time_ns()}.parquet"
         _write_atomic(frame, path, process_index)
 
-    source = _chunks(tasks, chunk_tasks)
-    with concurrent.futures.ThreadPoolExecutor(1) as drawer, concurrent.futures.ThreadPoolExecutor(1) as writer:
-        pending_draw = drawer.submit(draw, source)
+    def drawn_chunks():
+        """This process's chunks with tasks left to solve, drawn (and hashed) one ahead in a thread."""
+        nonlocal n_skipped
+        source = _chunks(tasks, chunk_tasks)
+        with concurrent.futures.ThreadPoolExecutor(1) as drawer:
+            pending_draw = drawer.submit(draw, source)
+            while (drawn := pending_draw.result()) is not None:
+                pending_draw = drawer.submit(draw, source)
+                n_skipped += drawn[3]
+                bar.update(drawn[3])
+                if drawn[1]:
+                    placed.append(drawn)
+                    yield drawn[1]
+
+    placed: list[tuple] = []  # drawn chunks in order; fit_chunks yields their rows in the same order
+    # One stream through the engine's lane pools: a chunk's last fits overlap the next chunk's first.
+    with concurrent.futures.ThreadPoolExecutor(1) as writer:
         pending_write = None
-        while (drawn := pending_draw.result()) is not None:
-            pending_draw = drawer.submit(draw, source)  # host prepares the next chunk while this one solves
-            chunk, batch, positions, n_finished = drawn
-            n_skipped += n_finished
-            bar.update(n_finished)
-            if not batch:
-                continue
-            rows = fit_many(batch, progress=bar, **fit_options)
+        for number, rows in enumerate(fit_chunks(drawn_chunks(), progress=bar, **fit_options)):
+            chunk, batch, positions, _ = placed[number]
             rows = rows.with_columns(
                 pl.Series("task_index", positions, dtype=pl.Int64),
                 pl.lit(chunk, dtype=pl.Int64).alias("chunk"),

@@ -70,7 +70,9 @@ def test_restarts_beyond_the_pool_width_stream_through_one_row():
     rng = np.random.default_rng(2)
     x = np.geomspace(1e18, 1e22, 40)
     y = 1.7 + np.exp(9) * x**-0.3 * np.exp(rng.normal(0, 0.01, x.size))
-    task = lawfit.Task(law="compute", inputs=x[:, None], target=y, init=300, objective=Objective("squared", space="log"))
+    task = lawfit.Task(
+        law="compute", inputs=x[:, None], target=y, init=300, objective=Objective("squared", space="log")
+    )
     wide = lawfit.fit_many([task], keep_restarts=True)
     narrow = lawfit.fit_many([task], keep_restarts=True, tuning=Tuning(pool_lanes=64, min_lanes=8))
     assert wide["n_restarts"][0] == 300 and wide["status"][0] == "converged"

@@ -1,13 +1,13 @@
-"""Continuous batching: a fixed pool of lanes, refilled from the stream of (task, restart) fits.
+"""Continuous batching: a fixed pool of lanes, refilled from a stream of (task, restart) fits.
 
 A pool program (`programs.pool`) owns `rows` task slots of `width` restart lanes; the lanes of a
-row share its task's data. Every `steps_per_call` driver steps the host reads which lanes are done,
-copies their results out and loads the next restart of the row's task into each free lane. A row
-whose task has no restart left and no lane busy takes the first task that still has restarts (its
-data into the row, its next restarts into the lanes). The shapes never change, so a job runs on the
-programs it declared before it started. When no task has restarts left and the busy lanes fit the
-next smaller shape of the ladder (`PoolKey`s, largest first), they move there, so the tail of a job
-does not step a mostly idle pool.
+row share its task's data. Work arrives as segments (one group's tasks, their data and starts),
+queued in order. Every call the host reads which lanes are done, copies their results into their
+segment and loads the next restart of the row's task into each free lane; a row whose task has no
+restart left and no lane busy takes the next task of the queue (its data into the row, its next
+restarts into the lanes). The shapes never change, so a job runs on the programs it declared: the
+ladder of `PoolKey`s, largest first. A pool moves to the smallest shape of the ladder that holds its
+work (up as work arrives, down in the tail, when no more will come), carrying its busy lanes.
 
 What is loaded where and when depends only on the lanes' statuses after each call, never on
 timings, and every lane computes the same arithmetic in any row of any pool: a fit's result does
@@ -16,7 +16,9 @@ not depend on where or when it ran.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -31,8 +33,8 @@ from .tuning import Tuning
 
 @dataclasses.dataclass(frozen=True)
 class Results:
-    """Per (task, restart) outcomes of a pool run (numpy): theta [tasks, restarts, n_free], objective,
-    status, iterations (solver iterations) and evaluations [tasks, restarts]."""
+    """Per (task, restart) outcomes (numpy): theta [tasks, restarts, n_free], objective, status,
+    iterations (solver iterations) and evaluations [tasks, restarts]."""
 
     theta: np.ndarray
     objective: np.ndarray
@@ -40,159 +42,227 @@ class Results:
     iterations: np.ndarray
     evaluations: np.ndarray
 
-
-class _Lanes:
-    """The host's view of a pool: which task each row holds and which restart each lane runs."""
-
-    def __init__(self, rows: int, width: int):
-        self.row_task = np.full(rows, -1)
-        self.lane_restart = np.full((rows, width), -1)
-
-
-def _lane_order(lane_restart: np.ndarray, width: int) -> np.ndarray:
-    """Per row, lane indices with busy lanes first (stable), cut to `width`: where a row's lanes go
-    when the pool narrows."""
-    return np.argsort(lane_restart < 0, axis=1, kind="stable")[:, :width]
+    @classmethod
+    def empty(cls, n_tasks: int, n_restarts: int, n_free: int) -> Results:
+        return cls(
+            theta=np.zeros((n_tasks, n_restarts, n_free)),
+            objective=np.full((n_tasks, n_restarts), np.inf),
+            status=np.full((n_tasks, n_restarts), int(Status.MAX_ITER)),
+            iterations=np.zeros((n_tasks, n_restarts), np.int64),
+            evaluations=np.zeros((n_tasks, n_restarts), np.int64),
+        )
 
 
-def run(
-    keys: list[programs.PoolKey],
-    batch: TaskBatch,
-    starts: np.ndarray,
-    tuning: Tuning,
-    max_steps: int,
-    device=None,
-    progress=None,
-) -> Results:
-    """Solve every task of `batch` from each of its `starts: [tasks, restarts, n_free]`.
+class Segment:
+    """Tasks handed to a pool together: batch (their data), starts [tasks, restarts, n_free], the
+    results as they come, and `done(segment)`, called once every fit of the segment is in."""
 
-    keys: the pool programs of one ladder, largest first (same fit and solver); the run starts in
-    the smallest that holds all its lanes and moves down the ladder in the tail.
-    progress: called with the number of tasks that finished, after each call that finished some.
+    def __init__(self, batch: TaskBatch, starts: np.ndarray, done: Callable[[Segment], None]):
+        self.batch, self.starts, self.done = batch, starts, done
+        n_tasks, n_restarts, n_free = starts.shape
+        self.n_tasks, self.n_restarts = n_tasks, n_restarts
+        self.results = Results.empty(n_tasks, n_restarts, n_free)
+        self.next_restart = np.zeros(n_tasks, np.int64)  # per task, its next restart to load
+        self.left = np.full(n_tasks, n_restarts)  # per task, restarts not finished
+        self.first_pending = 0  # the first task with restarts to load
+
+    @property
+    def pending(self) -> int:
+        """Fits not loaded yet."""
+        return int(self.n_tasks * self.n_restarts - self.next_restart.sum())
+
+    def load(self, lanes: np.ndarray, task: int) -> np.ndarray:
+        """Restarts of `task` for the free `lanes` (as many as it has left); advances the queue."""
+        count = min(lanes.size, self.n_restarts - self.next_restart[task])
+        restarts = np.arange(self.next_restart[task], self.next_restart[task] + count)
+        self.next_restart[task] += count
+        while self.first_pending < self.n_tasks and self.next_restart[self.first_pending] >= self.n_restarts:
+            self.first_pending += 1
+        return restarts
+
+
+class Pool:
+    """A ladder of pool programs for one fit and solver, and the lanes' state between calls.
+
+    progress: called with the number of tasks that finished after each call that finished some.
     """
-    n_tasks, n_restarts, n_free = starts.shape
-    out = Results(
-        theta=np.zeros((n_tasks, n_restarts, n_free)),
-        objective=np.full((n_tasks, n_restarts), np.inf),
-        status=np.full((n_tasks, n_restarts), int(Status.MAX_ITER)),
-        iterations=np.zeros((n_tasks, n_restarts), np.int64),
-        evaluations=np.zeros((n_tasks, n_restarts), np.int64),
-    )
-    size = [key.rows * key.width for key in keys]
-    level = next((i for i in range(len(keys) - 1, -1, -1) if size[i] >= n_tasks * n_restarts), 0)
-    key = keys[level]
-    state = programs.empty_state(key)
-    data = batch.take(np.zeros(key.rows, dtype=np.int64))  # task 0's data (finite) in every row
-    lanes = _Lanes(key.rows, key.width)
-    next_restart = np.zeros(n_tasks, np.int64)  # per task, its next restart to load
-    left = np.full(n_tasks, n_restarts)  # per task, restarts not finished
-    first_pending = 0  # the first task with restarts to load
-    put = (lambda tree: jax.device_put(tree, device)) if device is not None else (lambda tree: tree)
-    budget = np.int32(max_steps)
-    while True:
+
+    def __init__(self, keys: list[programs.PoolKey], tuning: Tuning, max_steps: int, progress=None):
+        self.keys, self.tuning, self.progress = keys, tuning, progress
+        self.budget = np.int32(max_steps)
+        self.sizes = [key.rows * key.width for key in keys]
+        self.queue: collections.deque[Segment] = collections.deque()
+        self.level = None  # index into keys; None until work arrives
+        self.state = None
+        self.data = None
+        self.row_segment: list[Segment | None] = []
+        self.row_task = np.zeros(0, np.int64)
+        self.lane_restart = np.zeros((0, 0), np.int64)
+
+    @property
+    def key(self) -> programs.PoolKey:
+        return self.keys[self.level]
+
+    @property
+    def pending(self) -> int:
+        return sum(segment.pending for segment in self.queue)
+
+    @property
+    def busy(self) -> int:
+        return int(np.count_nonzero(self.lane_restart >= 0))
+
+    @property
+    def working(self) -> bool:
+        return self.busy > 0 or self.pending > 0
+
+    @property
+    def lanes(self) -> int:
+        return self.sizes[self.level] if self.level is not None else 0
+
+    def add(self, segment: Segment) -> None:
+        self.queue.append(segment)
+
+    def step(self, final: bool) -> None:
+        """Refill, run one call, harvest. final: no more segments will come (the tail may shrink)."""
+        self._resize(final)
+        key = self.key
+        mask = np.zeros(self.lane_restart.shape, bool)
+        theta = np.zeros(mask.shape + (len(key.fit.free),))
+        # Free lanes of rows whose task has restarts left take them, in lane order.
+        for row in np.flatnonzero(self.row_task >= 0):
+            segment, task = self.row_segment[row], self.row_task[row]
+            if segment.next_restart[task] < segment.n_restarts:
+                lanes = np.flatnonzero(self.lane_restart[row] < 0)
+                restarts = segment.load(lanes, task)
+                self._put(row, segment, task, lanes[: restarts.size], restarts, mask, theta)
+        # Empty rows take the next tasks of the queue, in order.
+        empty = collections.deque(np.flatnonzero(self.row_task < 0).tolist())
+        for segment in self.queue:
+            placed_rows, placed_tasks = [], []
+            while empty and segment.first_pending < segment.n_tasks:
+                task = segment.first_pending
+                if key.width == 1:
+                    # One restart a row: a run of empty rows takes the task's next restarts at once.
+                    restarts = segment.load(np.arange(min(len(empty), segment.n_restarts)), task)
+                    rows = np.array([empty.popleft() for _ in restarts])
+                    self.row_task[rows] = task
+                    for row in rows:
+                        self.row_segment[row] = segment
+                    self.lane_restart[rows, 0] = restarts
+                    mask[rows, 0] = True
+                    theta[rows, 0] = segment.starts[task, restarts]
+                else:
+                    rows = np.array([empty.popleft()])
+                    restarts = segment.load(np.arange(key.width), task)
+                    self._put(rows[0], segment, task, np.arange(restarts.size), restarts, mask, theta)
+                placed_rows.append(rows)
+                placed_tasks.append(np.full(rows.size, task))
+            if placed_rows:
+                rows, tasks = np.concatenate(placed_rows), np.concatenate(placed_tasks)
+                self.data = _assign(self.data, rows, segment.batch.take(tasks))
+            if not empty:
+                break
+        self.queue = collections.deque(segment for segment in self.queue if segment.pending)
         # Once nothing is left to load, calls run longer in the smaller pools: there is nothing to
         # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
-        stretch = 1 if first_pending < n_tasks else size[0] // size[level]
-        n_steps = np.int32(tuning.steps_per_call * stretch)
-        mask = np.zeros(lanes.lane_restart.shape, bool)
-        # Free lanes of rows whose task has restarts left take them, in lane order.
-        held = np.flatnonzero(lanes.row_task >= 0)
-        for row in held[next_restart[lanes.row_task[held]] < n_restarts]:
-            first_pending = _load(lanes, mask, row, lanes.row_task[row], next_restart, n_restarts, first_pending)
-        # Empty rows take the first tasks that have restarts left.
-        empty = np.flatnonzero(lanes.row_task < 0)
-        if empty.size and first_pending < n_tasks:
-            if n_restarts <= key.width and next_restart[first_pending] == 0:
-                # The common case at once: each empty row takes a whole untouched task.
-                rows = empty[: n_tasks - first_pending]
-                tasks = np.arange(first_pending, first_pending + rows.size)
-                lanes.row_task[rows] = tasks
-                lanes.lane_restart[rows, :n_restarts] = np.arange(n_restarts)
-                mask[rows, :n_restarts] = True
-                next_restart[tasks] = n_restarts
-                first_pending += rows.size
-            else:
-                rows, tasks = [], []
-                for row in empty:
-                    if first_pending >= n_tasks:
-                        break
-                    rows.append(row)
-                    tasks.append(first_pending)
-                    lanes.row_task[row] = first_pending
-                    first_pending = _load(lanes, mask, row, first_pending, next_restart, n_restarts, first_pending)
-                rows, tasks = np.asarray(rows), np.asarray(tasks)
-            data = _assign(data, rows, batch.take(tasks))
-        theta = np.zeros(mask.shape + (n_free,))
-        rows, lane = np.nonzero(mask)
-        theta[rows, lane] = starts[lanes.row_task[rows], lanes.lane_restart[rows, lane]]
-        state = programs.pool(key)(state, put(data), mask, theta, n_steps, budget)
-        status = np.asarray(state.status)
-        done = (lanes.lane_restart >= 0) & ~active(status)
+        stretch = self.sizes[0] // self.sizes[self.level] if final and not self.queue else 1
+        n_steps = np.int32(self.tuning.steps_per_call * stretch)
+        self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget)
+        self._harvest()
+
+    def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
+        self.row_segment[row], self.row_task[row] = segment, task
+        self.lane_restart[row, lanes] = restarts
+        mask[row, lanes] = True
+        theta[row, lanes] = segment.starts[task, restarts]
+
+    def _harvest(self) -> None:
+        status = np.asarray(self.state.status)
+        done = (self.lane_restart >= 0) & ~active(status)
         if done.any():
             rows, lane = np.nonzero(done)
-            task, restart = lanes.row_task[rows], lanes.lane_restart[rows, lane]
-            out.theta[task, restart] = np.asarray(state.theta)[rows, lane]
-            out.objective[task, restart] = np.asarray(state.f)[rows, lane]
-            out.status[task, restart] = status[rows, lane]
-            out.iterations[task, restart] = np.asarray(state.n_steps)[rows, lane]
-            out.evaluations[task, restart] = np.asarray(state.n_evals)[rows, lane]
-            lanes.lane_restart[done] = -1
-            before = np.count_nonzero(left == 0)
-            np.subtract.at(left, task, 1)
-            if progress is not None:
-                progress(np.count_nonzero(left == 0) - before)
+            theta, f = np.asarray(self.state.theta), np.asarray(self.state.f)
+            n_steps, n_evals = np.asarray(self.state.n_steps), np.asarray(self.state.n_evals)
+            owner = np.array([id(self.row_segment[r]) for r in rows])
+            finished, complete = 0, []
+            for ident in dict.fromkeys(owner.tolist()):
+                mine = owner == ident
+                r, j = rows[mine], lane[mine]
+                segment = self.row_segment[r[0]]
+                task, restart = self.row_task[r], self.lane_restart[r, j]
+                out = segment.results
+                out.theta[task, restart] = theta[r, j]
+                out.objective[task, restart] = f[r, j]
+                out.status[task, restart] = status[r, j]
+                out.iterations[task, restart] = n_steps[r, j]
+                out.evaluations[task, restart] = n_evals[r, j]
+                before = np.count_nonzero(segment.left == 0)
+                np.subtract.at(segment.left, task, 1)
+                finished += np.count_nonzero(segment.left == 0) - before
+                if not segment.left.any():
+                    complete.append(segment)
+            self.lane_restart[done] = -1
+            if self.progress is not None and finished:
+                self.progress(finished)
+        else:
+            complete = []
         # A row is free once its task has nothing left to load and no lane busy.
-        held = lanes.row_task >= 0
-        empty = held & (lanes.lane_restart < 0).all(axis=1)
-        empty &= next_restart[np.maximum(lanes.row_task, 0)] >= n_restarts
-        lanes.row_task[empty] = -1
-        if first_pending < n_tasks:
-            continue
-        busy_rows = np.flatnonzero((lanes.lane_restart >= 0).any(axis=1))
-        if busy_rows.size == 0:
-            return out
-        busy_width = int((lanes.lane_restart >= 0).sum(axis=1).max())
-        smaller = next(
-            (
-                i
-                for i in range(len(keys) - 1, level, -1)
-                if keys[i].rows >= busy_rows.size and keys[i].width >= busy_width
-            ),
-            None,
-        )
-        if smaller is not None:
-            # The tail: the busy lanes move to a smaller pool of the ladder.
-            level, key = smaller, keys[smaller]
-            rows = np.concatenate([busy_rows, np.full(key.rows - busy_rows.size, busy_rows[0])])
-            idle = np.arange(key.rows) >= busy_rows.size
-            order = _lane_order(lanes.lane_restart[rows], key.width)
-            state = jax.tree.map(lambda leaf: _gather_lanes(np.asarray(leaf), rows, order), state)
-            lane_restart = np.take_along_axis(lanes.lane_restart[rows], order, axis=1)
-            lane_restart[idle] = -1
-            status = np.where(lane_restart < 0, Status.IDLE, np.asarray(state.status))
-            state = eqx.tree_at(lambda s: s.status, state, status.astype(state.status.dtype))
-            data = data.take(rows)
-            row_task = np.where(idle, -1, lanes.row_task[rows])
-            lanes = _Lanes(key.rows, key.width)
-            lanes.row_task, lanes.lane_restart = row_task, lane_restart
+        for row in np.flatnonzero((self.row_task >= 0) & (self.lane_restart < 0).all(axis=1)):
+            segment = self.row_segment[row]
+            if segment.next_restart[self.row_task[row]] >= segment.n_restarts:
+                self.row_task[row], self.row_segment[row] = -1, None
+        for segment in complete:
+            segment.done(segment)
 
+    def _resize(self, final: bool) -> None:
+        """Move to the smallest shape that holds the busy lanes and the queued fits (in the tail,
+        only the busy lanes), when it differs from the current one."""
+        needed = self.busy + self.pending
+        busy_rows = np.flatnonzero((self.lane_restart >= 0).any(axis=1))
+        busy_width = int((self.lane_restart >= 0).sum(axis=1).max()) if busy_rows.size else 0
+        fits = [
+            i
+            for i, key in enumerate(self.keys)
+            if self.sizes[i] >= needed and key.rows >= busy_rows.size and key.width >= busy_width
+        ]
+        level = fits[-1] if fits else 0
+        if self.level is not None and (level == self.level or (level > self.level and not final)):
+            return  # shrink only in the tail
+        key = self.keys[level]
+        if self.level is None:
+            self.level = level
+            self.state = programs.empty_state(key)
+            first = self.queue[0].batch
+            self.data = first.take(np.zeros(key.rows, np.int64))  # finite data in every row
+            self.row_segment = [None] * key.rows
+            self.row_task = np.full(key.rows, -1)
+            self.lane_restart = np.full((key.rows, key.width), -1)
+            return
+        # Carry the busy rows (their busy lanes first) into the new shape; the rest start idle.
+        rows = np.concatenate([busy_rows, np.full(key.rows - busy_rows.size, busy_rows[0] if busy_rows.size else 0)])
+        idle = np.arange(key.rows) >= busy_rows.size
+        old = self.lane_restart[rows]
+        if old.shape[1] < key.width:
+            old = np.pad(old, ((0, 0), (0, key.width - old.shape[1])), constant_values=-1)
+        order = np.argsort(old < 0, axis=1, kind="stable")[:, : key.width]
+        lane_restart = np.take_along_axis(old, order, axis=1)
+        lane_restart[idle] = -1
 
-def _gather_lanes(leaf: np.ndarray, rows: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """leaf [rows, width, ...] -> the lanes `order` [rows', width'] of `rows`."""
-    picked = leaf[rows]
-    return picked[np.arange(rows.size)[:, None], order]
+        def carry(leaf):
+            leaf = np.asarray(leaf)[rows]
+            if leaf.shape[1] < key.width:
+                pad = [(0, 0), (0, key.width - leaf.shape[1])] + [(0, 0)] * (leaf.ndim - 2)
+                leaf = np.pad(leaf, pad)
+            return leaf[np.arange(rows.size)[:, None], order]
 
-
-def _load(lanes: _Lanes, mask, row: int, task: int, next_restart, n_restarts: int, first_pending: int) -> int:
-    """Load `task`'s next restarts into the free lanes of `row`; returns the new first pending task."""
-    free = np.flatnonzero(lanes.lane_restart[row] < 0)
-    count = min(free.size, n_restarts - next_restart[task])
-    lanes.lane_restart[row, free[:count]] = np.arange(next_restart[task], next_restart[task] + count)
-    mask[row, free[:count]] = True
-    next_restart[task] += count
-    while first_pending < next_restart.size and next_restart[first_pending] >= n_restarts:
-        first_pending += 1
-    return first_pending
+        state = jax.tree.map(carry, self.state)
+        status = np.where(lane_restart < 0, Status.IDLE, np.asarray(state.status))
+        self.state = eqx.tree_at(lambda s: s.status, state, status.astype(state.status.dtype))
+        self.data = self.data.take(rows)
+        self.row_segment = [None if idle[i] else self.row_segment[r] for i, r in enumerate(rows)]
+        self.row_task = np.where(idle, -1, self.row_task[rows])
+        self.lane_restart = lane_restart
+        self.level = level
 
 
 def _assign(data: TaskBatch, rows: np.ndarray, tasks: TaskBatch) -> TaskBatch:

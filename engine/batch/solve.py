@@ -69,35 +69,78 @@ def _padded(batch: TaskBatch, first: int, last: int, size: int) -> TaskBatch:
     return batch.take(index)
 
 
-def solve(grp: Group, solver: str, options, tuning: Tuning, max_steps: int, device=None, progress=None) -> Outcome:
-    """Solve `grp`'s tasks; `progress(n)` is called as n more tasks finish."""
+def starts_for(grp: Group, batch: TaskBatch, tuning: Tuning) -> np.ndarray:
+    """Each task's starts [tasks, restarts, n_free]: as given, the best of its grid by objective
+    ("screen"), or the best points of the variable-projection scan ("varpro")."""
     members = grp.members
-    batch = pack(grp, members)
+    if grp.init_kind == "starts":
+        return pack_starts(grp, members)
     fit = fit_of(grp)
     n_tasks = len(members)
-    if grp.init_kind == "starts":
-        starts = pack_starts(grp, members)
-    else:
-        grid = pack_starts(grp, members) if grp.init_kind == "screen" else None
-        n_grid = grid.shape[1] if grid is not None else 0
-        per_task = grp.n_pad * max(n_grid, 64)
-        parts = []
-        for first, last, size in _in_batches(_batched(n_tasks, per_task, tuning), n_tasks):
-            key = programs.StartKey(fit, grp.init_kind, size, grp.n_restarts, n_grid)
-            args = (_padded(batch, first, last, size),)
-            if grid is not None:
-                args += (grid[np.minimum(np.arange(first, first + size), last - 1)],)
-            parts.append(np.asarray(programs.starts(key)(*args))[: last - first])
-        starts = np.concatenate(parts)
-    results = pool.run(pool_keys(grp, solver, options, tuning), batch, starts, tuning, max_steps, device, progress)
+    grid = pack_starts(grp, members) if grp.init_kind == "screen" else None
+    n_grid = grid.shape[1] if grid is not None else 0
+    parts = []
+    for first, last, size in _in_batches(_batched(n_tasks, grp.n_pad * max(n_grid, 64), tuning), n_tasks):
+        index = np.minimum(np.arange(first, first + size), last - 1)
+        key = programs.StartKey(fit, grp.init_kind, size, grp.n_restarts, n_grid)
+        args = (batch.take(index),) + ((grid[index],) if grid is not None else ())
+        parts.append(np.asarray(programs.starts(key)(*args))[: last - first])
+    return np.concatenate(parts)
+
+
+def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning) -> Outcome:
+    """The conditioning check at each task's best restart (over the points, in batches)."""
+    n_tasks = results.objective.shape[0]
     ranked = np.where(np.isfinite(results.objective), results.objective, np.inf)
     best = results.theta[np.arange(n_tasks), np.argmin(ranked, axis=1)]
     points = batch.points_only()
+    check_fit = dataclasses.replace(fit_of(grp), table=None)
     conds, sens = [], []
-    check_fit = dataclasses.replace(fit, table=None)
     for first, last, size in _in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks):
         index = np.minimum(np.arange(first, first + size), last - 1)
         cond, sensitivity = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
         conds.append(np.asarray(cond)[: last - first])
         sens.append(np.asarray(sensitivity)[: last - first])
     return Outcome(results, np.concatenate(conds), np.concatenate(sens))
+
+
+class Runner:
+    """Pools for every program of a job, fed group by group; `done(group, outcome)` is called as
+    each group's fits are all in (in an order that depends only on the lanes' progress)."""
+
+    def __init__(self, solver: str, options, tuning: Tuning, max_steps: int, progress=None):
+        self.solver, self.options, self.tuning, self.max_steps = solver, options, tuning, max_steps
+        self.progress = progress
+        self.pools: dict[tuple, pool.Pool] = {}
+
+    def add(self, grp: Group, done) -> None:
+        batch = pack(grp, grp.members)
+        starts = starts_for(grp, batch, self.tuning)
+        keys = pool_keys(grp, self.solver, self.options, self.tuning)
+        target = self.pools.get(tuple(keys))
+        if target is None:
+            target = self.pools[tuple(keys)] = pool.Pool(keys, self.tuning, self.max_steps, self.progress)
+
+        def finished(segment: pool.Segment) -> None:
+            done(grp, diagnose(grp, batch, segment.results, self.tuning))
+
+        target.add(pool.Segment(batch, starts, finished))
+
+    @property
+    def working(self) -> bool:
+        return any(p.working for p in self.pools.values())
+
+    @property
+    def hungry(self) -> bool:
+        """Whether some pool would run short of queued fits at its next refill."""
+        return any(p.pending < max(p.lanes, 1) for p in self.pools.values() if p.working) or not self.working
+
+    def step(self, final: bool) -> None:
+        """One call of every pool that has work, in the order the pools were made."""
+        for p in list(self.pools.values()):
+            if p.working:
+                p.step(final)
+
+    def drain(self) -> None:
+        while self.working:
+            self.step(final=True)

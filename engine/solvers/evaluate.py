@@ -73,7 +73,6 @@ class Evaluator(eqx.Module):
         sqrt(coeff) `[n_steps, tasks, block]`), so that each step reads contiguous rows. (Copying each task's
         points to its restarts up front was slower than repeating them inside the step.)"""
         n_tasks, n_pad = problems.target.shape
-        lanes = n_tasks * n_restarts
         block = self._block(n_pad)
         n_steps = n_pad // block
         m = problems.feats.shape[-1]
