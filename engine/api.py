@@ -103,7 +103,7 @@ def fit_many(
         tuning=tuning,
         solver_options=solver_options,
     )
-    (rows,) = fit_chunks([tasks], progress=bar, **options)
+    ((_, rows),) = fit_chunks([tasks], progress=bar, **options)
     if own_bar:
         bar.close()
     return rows
@@ -111,10 +111,17 @@ def fit_many(
 
 @dataclasses.dataclass
 class _Chunk:
-    """A chunk in flight: its rows as they come, and how many groups are still solving."""
+    """A chunk in flight: the rows of tasks that could not be fitted, each solved group's rows as
+    they come, and how many groups are still solving."""
 
-    rows: list[dict[str, Any] | None]
+    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    groups: list[pl.DataFrame] = dataclasses.field(default_factory=list)
     open: int = 0
+
+    def frame(self) -> pl.DataFrame:
+        """Every row, in the chunk's task order."""
+        parts = self.groups + ([pl.from_dicts(self.failed, infer_schema_length=None)] if self.failed else [])
+        return pl.concat(parts, how="diagonal_relaxed").sort("_index").drop("_index")
 
 
 def fit_chunks(
@@ -129,12 +136,15 @@ def fit_chunks(
     tuning: Tuning = DEFAULT_TUNING,
     solver_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
-    ahead: int = 2,
-) -> Iterator[pl.DataFrame]:
-    """`fit_many`'s rows for each chunk of tasks, in order, with the chunks streamed through the same
-    lane pools: the lanes that one chunk's last fits leave free take the next chunk's first fits, so
-    a long job has one tail, not one per chunk. At most `ahead` chunks are drawn beyond the oldest
-    unfinished one. Options as for `fit_many`; progress: a `Progress` advanced as tasks finish."""
+    ahead: int = 4,
+    ordered: bool = True,
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(chunk number, `fit_many`'s rows for it) for each chunk of tasks, with the chunks streamed
+    through the same lane pools: the lanes that one chunk's last fits leave free take the next
+    chunk's first fits, so a long job has one tail, not one per chunk. At most `ahead` + 1 chunks
+    are unfinished at once. ordered: yield in chunk order; else as chunks finish (a chunk waiting
+    for one slow restart then does not hold back the ones after it). Options as for `fit_many`;
+    progress: a `Progress` advanced as tasks finish."""
     if solver not in solvers.SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(solvers.SOLVERS)}")
     if varpro_starts < 1:
@@ -147,32 +157,20 @@ def fit_chunks(
     row_options = dict(solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts)
 
     def open_chunk(tasks: Sequence[Task]) -> _Chunk:
-        chunk = _Chunk([None] * len(tasks))
+        chunk = _Chunk()
         prepared = []
         for index, task in enumerate(tasks):
             try:
                 prepared.append(prepare(index, task))
             except TaskError as err:
-                chunk.rows[index] = result_rows.failed(task, err.status, str(err), solver)
+                chunk.failed.append({"_index": index} | result_rows.failed(task, err.status, str(err), solver))
             except ValueError as err:
                 raise ValueError(f"task {index} ({dict(task.labels) or task.law_name}): {err}") from None
         if progress is not None:
             progress.update(len(tasks) - len(prepared))
 
         def done(grp, outcome) -> None:
-            res = outcome.results
-            for k, item in enumerate(grp.members):
-                chunk.rows[item.index] = result_rows.solved(
-                    item,
-                    res.theta[k],
-                    res.objective[k],
-                    res.status[k],
-                    res.iterations[k],
-                    res.evaluations[k],
-                    float(outcome.log10_cond[k]),
-                    outcome.sensitivity[k],
-                    **row_options,
-                )
+            chunk.groups.append(result_rows.solved(grp, outcome, **row_options))
             chunk.open -= 1
 
         groups = group(prepared, varpro_starts, screen_starts)
@@ -181,26 +179,30 @@ def fit_chunks(
             runner.add(grp, done)
         return chunk
 
-    in_flight: collections.deque[_Chunk] = collections.deque()
-    source = iter(chunks)
+    in_flight: dict[int, _Chunk] = {}
+    source = enumerate(chunks)
     exhausted = False
     while True:
         while not exhausted and runner.hungry and len(in_flight) <= ahead:
             try:
-                tasks = next(source)
+                number, tasks = next(source)
             except StopIteration:
                 exhausted = True
                 break
-            in_flight.append(open_chunk(list(tasks)))
-        while in_flight and in_flight[0].open == 0:
-            yield pl.from_dicts(in_flight.popleft().rows, infer_schema_length=None)
+            in_flight[number] = open_chunk(list(tasks))
+        for number in list(in_flight):
+            if in_flight[number].open:
+                if ordered:
+                    break
+                continue
+            yield number, in_flight.pop(number).frame()
         if not runner.working:
             if exhausted and not in_flight:
                 return
             if exhausted:
                 raise RuntimeError("fit_chunks: chunks left open with no fit running (a scheduler bug)")
             continue
-        runner.step(final=exhausted)
+        runner.step()
 
 
 def _as_frame(data) -> pl.DataFrame:

@@ -193,11 +193,12 @@ def run(
                     placed.append(drawn)
                     yield drawn[1]
 
-    placed: list[tuple] = []  # drawn chunks in order; fit_chunks yields their rows in the same order
+    placed: list[tuple] = []  # drawn chunks with work, numbered as fit_chunks numbers them
     # One stream through the engine's lane pools: a chunk's last fits overlap the next chunk's first.
     with concurrent.futures.ThreadPoolExecutor(1) as writer:
         pending_write = None
-        for number, rows in enumerate(fit_chunks(drawn_chunks(), progress=bar, **fit_options)):
+        # Chunks are written as they finish: a chunk waiting for one slow restart holds back no other.
+        for number, rows in fit_chunks(drawn_chunks(), progress=bar, ordered=False, **fit_options):
             chunk, batch, positions, _ = placed[number]
             rows = rows.with_columns(
                 pl.Series("task_index", positions, dtype=pl.Int64),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -108,7 +109,8 @@ class Task:
     def law_name(self) -> str:
         return self.law if isinstance(self.law, str) else self.law.name
 
-    def data_hash(self) -> str:
+    @functools.cached_property
+    def _data_hash(self) -> str:
         digest = hashlib.sha256()
         for array in (self.inputs, self.target, self.weights):
             if array is not None:
@@ -116,6 +118,10 @@ class Task:
                 digest.update(str(arr.shape).encode())
                 digest.update(arr.tobytes())
         return digest.hexdigest()[:16]
+
+    def data_hash(self) -> str:
+        """A hash of the task's arrays (computed once)."""
+        return self._data_hash
 
     def key(self) -> str:
         """A stable hash of everything that defines this fit: the key of its result row."""

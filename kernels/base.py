@@ -147,9 +147,15 @@ class Law:
 
     def natural(self, theta: Sequence[float]) -> dict[str, float]:
         """Fit-space parameters plus the derived natural ones, as a name -> value dict."""
-        values = {name: float(v) for name, v in zip(self.param_names, theta, strict=True)}
+        return {name: float(v[0]) for name, v in self.natural_columns(np.asarray(theta, dtype=np.float64)[None]).items()}
+
+    def natural_columns(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """`natural` for many parameter vectors at once: theta [n, n_params] -> name -> [n]."""
+        values = {name: theta[:, i] for i, name in enumerate(self.param_names)}
         if self.derived is not None:
-            values.update({k: float(v) for k, v in self.derived(values).items()})
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                derived = self.derived(values)
+            values.update({k: np.broadcast_to(np.asarray(v, dtype=np.float64), theta.shape[:1]) for k, v in derived.items()})
         return values
 
     def with_inputs(self, *inputs: str) -> Law:

@@ -61,8 +61,8 @@ def chinchilla_predict(theta, feats):
 def _chinchilla_derived(p):
     alpha, beta = p["alpha"], p["beta"]
     out = {"A": np.exp(p["a"]), "B": np.exp(p["b"]), "E": np.exp(p["e"])}
-    if alpha + beta != 0:
-        out["a_opt"] = beta / (alpha + beta)  # N_opt ~ C^a_opt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["a_opt"] = np.where(np.asarray(alpha + beta) != 0, beta / (alpha + beta), np.nan)  # N_opt ~ C^a_opt
     return out
 
 

@@ -122,9 +122,9 @@ class Pool:
     def add(self, segment: Segment) -> None:
         self.queue.append(segment)
 
-    def step(self, final: bool) -> None:
-        """Refill, run one call, harvest. final: no more segments will come (the tail may shrink)."""
-        self._resize(final)
+    def step(self) -> None:
+        """Refill, run one call, harvest."""
+        self._resize()
         key = self.key
         mask = np.zeros(self.lane_restart.shape, bool)
         theta = np.zeros(mask.shape + (len(key.fit.free),))
@@ -163,9 +163,9 @@ class Pool:
             if not empty:
                 break
         self.queue = collections.deque(segment for segment in self.queue if segment.pending)
-        # Once nothing is left to load, calls run longer in the smaller pools: there is nothing to
+        # With nothing left to load, calls run longer in the smaller pools: there is nothing to
         # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
-        stretch = self.sizes[0] // self.sizes[self.level] if final and not self.queue else 1
+        stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1
         n_steps = np.int32(self.tuning.steps_per_call * stretch)
         self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget)
         self._harvest()
@@ -214,9 +214,10 @@ class Pool:
         for segment in complete:
             segment.done(segment)
 
-    def _resize(self, final: bool) -> None:
-        """Move to the smallest shape that holds the busy lanes and the queued fits (in the tail,
-        only the busy lanes), when it differs from the current one."""
+    def _resize(self) -> None:
+        """Move to the smallest shape that holds the busy lanes and the queued fits, when it differs
+        from the current one: up as work arrives, down once nothing is queued (the tail, or a
+        straggler while no more work can come yet). Every shape of the ladder is compiled once."""
         needed = self.busy + self.pending
         busy_rows = np.flatnonzero((self.lane_restart >= 0).any(axis=1))
         busy_width = int((self.lane_restart >= 0).sum(axis=1).max()) if busy_rows.size else 0
@@ -226,8 +227,8 @@ class Pool:
             if self.sizes[i] >= needed and key.rows >= busy_rows.size and key.width >= busy_width
         ]
         level = fits[-1] if fits else 0
-        if self.level is not None and (level == self.level or (level > self.level and not final)):
-            return  # shrink only in the tail
+        if self.level is not None and (level == self.level or (level > self.level and self.pending)):
+            return  # shrink only when nothing is queued
         key = self.keys[level]
         if self.level is None:
             self.level = level

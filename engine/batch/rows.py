@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import polars as pl
 
 from lawfit import kernels
 
@@ -22,15 +23,13 @@ UNDETERMINED_SENSITIVITY = 1e-6
 
 
 def provenance(task, solver: str) -> dict[str, Any]:
-    from lawfit import __version__
-
     return {
         "solver": solver,
         "objective_spec": task.objective.describe() if isinstance(task.objective, Objective) else str(task.objective),
-        "init": task.init if isinstance(task.init, str) else ("random" if isinstance(task.init, int) else "explicit"),
+        "init": init_label(task.init),
         "seed": task.seed,
         "data_hash": task.data_hash(),
-        "lawfit_version": __version__,
+        "lawfit_version": _version(),
         "dtype": "float64" if jax.config.jax_enable_x64 else "float32",
         "device": jax.devices()[0].platform,
     }
@@ -57,73 +56,99 @@ def failed(task, status: Status, message: str, solver: str) -> dict[str, Any]:
     return row | provenance(task, solver)
 
 
-def solved(
-    item,
-    theta: np.ndarray,
-    objective: np.ndarray,
-    status: np.ndarray,
-    iterations: np.ndarray,
-    evaluations: np.ndarray,
-    log10_cond: float,
-    sensitivity: np.ndarray,
-    *,
-    solver: str,
-    at_best_rtol: float,
-    keep_restarts: bool,
-) -> dict[str, Any]:
-    """The row of a solved task (`plan.Prepared`): theta [restarts, n_free], objective, status,
-    iterations, evaluations [restarts]; log10_cond and sensitivity [n_free] at the best restart."""
-    task = item.task
-    law = item.law
-    row: dict[str, Any] = {str(k): v for k, v in task.labels.items()}
-    row |= {"task_hash": task.key(), "law": law.name, "n_points": int(item.n_points)}
-    objective = np.where(np.isfinite(objective), objective, np.inf)
-    best = int(np.argmin(objective))
-    best_value = float(objective[best])
-    full = np.array(item.theta_fixed, dtype=np.float64)
-    full[list(item.free)] = theta[best]
-    code = Status(int(status[best]))
-    message = None
-    if not np.isfinite(best_value):
-        code = Status.NON_FINITE
-    elif code == Status.CONVERGED:
-        free_theta = theta[best]
-        lower = np.asarray(law.lower)[list(item.free)]
-        upper = np.asarray(law.upper)[list(item.free)]
-        tol = 1e-9 * (1 + np.abs(free_theta))
-        loose = [law.param_names[item.free[j]] for j in np.flatnonzero(sensitivity < UNDETERMINED_SENSITIVITY)]
-        if np.any(np.abs(free_theta - lower) <= tol) or np.any(np.abs(free_theta - upper) <= tol):
-            code = Status.BOUND_HIT
-        elif loose or not log10_cond < UNDETERMINED_LOG10_COND:
-            # The optimum is flat along some direction: the data do not determine every parameter, so the
-            # numbers are not to be trusted (and a better optimum may lie elsewhere).
-            code = Status.ILL_CONDITIONED
-            message = (
-                f"not determined by the data: {', '.join(loose)} (a unit change moves the fit by "
-                f"< {UNDETERMINED_SENSITIVITY:g})"
-                if loose
-                else f"ill-conditioned optimum (log10 cond {log10_cond:.1f})"
-            )
-    n_at_best = int(np.sum(objective <= best_value * (1 + at_best_rtol) + 1e-300)) if np.isfinite(best_value) else 0
-    row |= law.natural(full) if np.isfinite(best_value) else {}
-    row |= {
-        "objective": best_value if np.isfinite(best_value) else None,
-        "status": code.label,
-        "status_code": int(code),
-        "iterations": int(iterations[best]),
-        "evaluations": int(evaluations.sum()),
-        "best_restart": best,
-        "n_restarts": int(objective.size),
-        "n_at_best": n_at_best,
-        "log10_cond": float(log10_cond) if np.isfinite(log10_cond) else None,
-        "message": message,
-        "params": full.tolist(),
+def init_label(init) -> str:
+    return init if isinstance(init, str) else ("random" if isinstance(init, int | np.integer) else "explicit")
+
+
+def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: bool) -> pl.DataFrame:
+    """The rows of a solved group (`plan.Group`, `solve.Outcome`), built column by column; column
+    `_index` holds each task's position in its chunk."""
+    members, law, free = grp.members, grp.law, list(grp.free)
+    res = outcome.results
+    n = len(members)
+    at = np.arange(n)
+    objective = np.where(np.isfinite(res.objective), res.objective, np.inf)  # [n, restarts]
+    best = np.argmin(objective, axis=1)
+    best_value = objective[at, best]
+    finite = np.isfinite(best_value)
+    best_theta = res.theta[at, best]  # [n, n_free]
+    full = np.stack([item.theta_fixed for item in members]).astype(np.float64)
+    full[:, free] = best_theta
+    code = res.status[at, best].astype(np.int64)
+    code = np.where(finite, code, int(Status.NON_FINITE))
+    converged = code == Status.CONVERGED
+    lower, upper = np.asarray(law.lower)[free], np.asarray(law.upper)[free]
+    tol = 1e-9 * (1 + np.abs(best_theta))
+    at_bound = ((np.abs(best_theta - lower) <= tol) | (np.abs(best_theta - upper) <= tol)).any(axis=1)
+    loose = outcome.sensitivity < UNDETERMINED_SENSITIVITY  # [n, n_free]
+    flat = loose.any(axis=1) | ~(outcome.log10_cond < UNDETERMINED_LOG10_COND)
+    code = np.where(converged & at_bound, int(Status.BOUND_HIT), code)
+    # The optimum is flat along some direction: the data do not determine every parameter, so the
+    # numbers are not to be trusted (and a better optimum may lie elsewhere).
+    ill = converged & ~at_bound & flat
+    code = np.where(ill, int(Status.ILL_CONDITIONED), code)
+    messages: list[str | None] = [None] * n
+    for k in np.flatnonzero(ill):
+        names = [law.param_names[free[j]] for j in np.flatnonzero(loose[k])]
+        messages[k] = (
+            f"not determined by the data: {', '.join(names)} (a unit change moves the fit by "
+            f"< {UNDETERMINED_SENSITIVITY:g})"
+            if names
+            else f"ill-conditioned optimum (log10 cond {outcome.log10_cond[k]:.1f})"
+        )
+    threshold = best_value * (1 + at_best_rtol) + 1e-300
+    n_at_best = np.where(finite, (objective <= threshold[:, None]).sum(axis=1), 0)
+    tasks = [item.task for item in members]
+    columns: dict[str, Any] = {"_index": np.array([item.index for item in members], np.int64)}
+    label_names = list(dict.fromkeys(str(k) for task in tasks for k in task.labels))
+    for name in label_names:
+        columns[name] = [task.labels.get(name) for task in tasks]
+    columns |= {
+        "task_hash": [task.key() for task in tasks],
+        "law": [law.name] * n,
+        "n_points": np.array([item.n_points for item in members], np.int64),
+    }
+    for name, values in law.natural_columns(full).items():
+        columns[name] = np.where(finite, values, np.nan)
+    log10_cond = np.asarray(outcome.log10_cond, dtype=np.float64)
+    columns |= {
+        "objective": np.where(finite, best_value, np.nan),
+        "status": [Status(int(c)).label for c in code],
+        "status_code": code,
+        "iterations": res.iterations[at, best].astype(np.int64),
+        "evaluations": res.evaluations.sum(axis=1).astype(np.int64),
+        "best_restart": best.astype(np.int64),
+        "n_restarts": np.full(n, objective.shape[1], np.int64),
+        "n_at_best": n_at_best.astype(np.int64),
+        "log10_cond": np.where(np.isfinite(log10_cond), log10_cond, np.nan),
+        "message": pl.Series(messages, dtype=pl.String),
+        "params": full,
     }
     if keep_restarts:
-        row |= {
-            "restart_objective": [float(v) if np.isfinite(v) else None for v in objective],
-            "restart_status": [status_label(c) for c in status],
-            "restart_iterations": iterations.astype(int).tolist(),
-            "restart_params": theta.tolist(),
+        columns |= {
+            "restart_objective": [[float(v) if np.isfinite(v) else None for v in row] for row in objective],
+            "restart_status": [[status_label(c) for c in row] for row in res.status],
+            "restart_iterations": res.iterations.astype(np.int64).tolist(),
+            "restart_params": res.theta.tolist(),
         }
-    return row | provenance(task, solver)
+    columns |= {
+        "solver": [solver] * n,
+        "objective_spec": [grp.objective.describe()] * n,
+        "init": [init_label(task.init) for task in tasks],
+        "seed": [task.seed for task in tasks],
+        "data_hash": [task.data_hash() for task in tasks],
+        "lawfit_version": [_version()] * n,
+        "dtype": ["float64" if jax.config.jax_enable_x64 else "float32"] * n,
+        "device": [jax.devices()[0].platform] * n,
+    }
+    frame = pl.DataFrame({k: v for k, v in columns.items() if k != "params"})
+    frame = frame.with_columns(pl.Series("params", full.tolist(), dtype=pl.List(pl.Float64)))
+    # NaN marks a missing number inside the engine; rows carry nulls, as the per-task rows did.
+    floats = [c for c, t in frame.schema.items() if t == pl.Float64]
+    return frame.with_columns([pl.col(c).fill_nan(None) for c in floats])
+
+
+def _version() -> str:
+    from lawfit import __version__
+
+    return __version__

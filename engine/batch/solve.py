@@ -135,12 +135,8 @@ class Runner:
         """Whether some pool would run short of queued fits at its next refill."""
         return any(p.pending < max(p.lanes, 1) for p in self.pools.values() if p.working) or not self.working
 
-    def step(self, final: bool) -> None:
+    def step(self) -> None:
         """One call of every pool that has work, in the order the pools were made."""
         for p in list(self.pools.values()):
             if p.working:
-                p.step(final)
-
-    def drain(self) -> None:
-        while self.working:
-            self.step(final=True)
+                p.step()
