@@ -6,7 +6,6 @@ fixed pool of lanes (`batch.pool`), and each task gets one row (`batch.rows`).""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any

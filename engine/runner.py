@@ -4,9 +4,9 @@ job has one tail), and each chunk's rows are written as one Parquet file of a da
 
 - Memory is bounded by the chunk, not the job: tasks are drawn from an iterator chunk by chunk, and a
   chunk's rows leave memory once written.
-- While the device solves chunk i, one host thread draws and hashes chunk i+1 and another writes
-  the rows of the last finished chunk (Parquet, written to a temporary name, fsynced, then renamed: a killed run leaves only
-  complete files).
+- While the device solves, one host thread draws and hashes the next chunk and another writes the
+  rows of the last finished chunk (Parquet, written to a temporary name, fsynced, then renamed: a
+  killed run leaves only complete files).
 - Resume: every row carries its task's hash; a rerun into the same directory skips finished tasks.
   Chunk boundaries depend only on task positions, so a resumed chunk is solved with exactly the
   batch it had, and its rows are bit-identical to an uninterrupted run's.
@@ -131,7 +131,8 @@ def run(
     **fit_options: Any,
 ) -> Summary:
     """Solve every task with `fit_chunks(**fit_options)` (`fit_many`'s options; every chunk streamed
-    through the same lane pools), writing `out/part-NNNNNN.parquet` per chunk of `chunk_tasks` tasks (rows gain `task_index`, the task's position in the stream, `chunk` and `process`).
+    through the same lane pools), writing `out/part-NNNNNN.parquet` per chunk of `chunk_tasks` tasks
+    (rows gain `task_index`, the task's position in the stream, `chunk` and `process`).
 
     tasks: any iterable (a generator keeps memory bounded); total: its length, for the progress bar
         when it has no len().
