@@ -83,7 +83,7 @@ class CompileStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.count = 0
+        self.count = 0  # compiled (or loaded from the XLA cache) in this process
         self.seconds = 0.0
 
     def add(self, seconds: float) -> None:
@@ -94,7 +94,7 @@ class CompileStats:
 
 STATS = CompileStats()
 _LOCK = threading.Lock()
-_COMPILED: dict[object, jax.stages.Compiled] = {}
+_COMPILED: dict[object, Program] = {}
 
 
 def clear() -> None:
@@ -110,6 +110,17 @@ def _spec(leaf, sharding=None) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype, sharding=sharding)
 
 
+class Program:
+    """A compiled program that places its host arguments as it was compiled for."""
+
+    def __init__(self, compiled: jax.stages.Compiled):
+        self.compiled = compiled
+        self.shardings = compiled.input_shardings[0]
+
+    def __call__(self, *args):
+        return self.compiled(*jax.device_put(args, self.shardings))
+
+
 def _compiled(key, build):
     """The program for `key`, compiled on first use: `build()` gives (function, example args)."""
     with _LOCK:
@@ -119,7 +130,7 @@ def _compiled(key, build):
     fn, args = build()
     start = time.perf_counter()
     specs = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.ShapeDtypeStruct) else _spec(leaf), args)
-    program = jax.jit(fn).lower(*specs).compile()
+    program = Program(jax.jit(fn).lower(*specs).compile())
     STATS.add(time.perf_counter() - start)
     with _LOCK:
         return _COMPILED.setdefault(key, program)
@@ -183,6 +194,11 @@ def solver_for(fit: Fit, name: str, options: tuple[tuple[str, object], ...]) -> 
 
 def empty_state(key: PoolKey):
     """The pool's state with every lane idle (numpy)."""
+    return jax.tree.map(np.copy, _empty_state(key))
+
+
+@functools.cache
+def _empty_state(key: PoolKey):
     fit = key.fit
     solver = solver_for(fit, key.solver, key.solver_options)
     spec = jax.tree.map(_spec, batch_spec(fit, key.rows))
@@ -265,7 +281,8 @@ def starts(key: StartKey):
         order = jnp.argsort(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)[:, : key.n_starts]
         return jnp.take_along_axis(grid, order[..., None], axis=1)
 
-    return _compiled(key, lambda: (screen, (batch, np.zeros((key.n_tasks, key.n_grid, len(fit.free))))))
+    grid = np.zeros((key.n_tasks, key.n_grid, len(fit.free)))
+    return _compiled(key, lambda: (screen, (batch, grid)))
 
 
 def check(key: CheckKey):
@@ -298,4 +315,5 @@ def check(key: CheckKey):
         return jax.vmap(one)(theta, Problem(found.feats, found.target, found.coeff, found.theta_fixed))
 
     batch = batch_spec(dataclasses.replace(fit, table=None), key.n_tasks)
-    return _compiled(key, lambda: (diagnose, (batch, np.zeros((key.n_tasks, len(fit.free))))))
+    theta = np.zeros((key.n_tasks, len(fit.free)))
+    return _compiled(key, lambda: (diagnose, (batch, theta)))

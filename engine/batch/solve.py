@@ -41,7 +41,10 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs
     shared = grp.grid is not None or grp.n_pad > tuning.shared_points
     width = min(power_of_two_at_most(grp.n_restarts), lanes) if shared else 1
     rows = max(lanes // width, 1)
-    if rows == 1:
+    if grp.grid is not None:
+        # Table sums: one shape per table shape (a job has many table shapes; each compiles once).
+        shapes = [(rows, width)]
+    elif rows == 1:
         shapes = [(1, w) for w in ladder(width, tuning)]
     else:
         shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else tuning.min_lanes)]
