@@ -59,11 +59,10 @@ def scipy_cell(cell, starts):
     return float(100 * np.mean(np.abs(yt - law(xt, *best)) / yt))
 
 
-def engine(data, starts, variants=("main",), repeats=3, compact="always"):
-    """(cells, best seconds of `repeats` runs after a first one that compiles). compact="always":
-    every compaction shape compiled, as when a job runs again and again (the steady state)."""
-    hitchhiker.run(data, variants=variants, starts=starts, compact=compact)  # compile
-    runs = [hitchhiker.run(data, variants=variants, starts=starts, compact=compact) for _ in range(repeats)]
+def engine(data, starts, variants=("main",), repeats=3):
+    """(cells, best seconds of `repeats` runs after a first one that compiles: the warm process)."""
+    hitchhiker.run(data, variants=variants, starts=starts)  # compile
+    runs = [hitchhiker.run(data, variants=variants, starts=starts) for _ in range(repeats)]
     cells, seconds = min(runs, key=lambda r: r[1])
     return cells, seconds
 
@@ -79,6 +78,8 @@ def bootstrap_study(data, starts, resamples: int) -> None:
     compile counts); added to the recorded results (its scipy rate is the 16-start grid's)."""
     path = RESULTS / "hitchhiker_grid.json"
     recorded = json.loads(path.read_text())
+    from lawfit.batch import programs
+
     began = time.perf_counter()
     study, seconds = hitchhiker.run(data, variants=tuple(hitchhiker.VARIANTS), starts=starts, bootstrap=resamples)
     wall = time.perf_counter() - began
@@ -94,11 +95,14 @@ def bootstrap_study(data, starts, resamples: int) -> None:
         "engine_fits_per_second": n_fits / seconds,
         "scipy_fits_per_second": scipy_rate,
         "cells_with_interval": sum(c["bootstrap_ok"] >= 2 for c in study),
+        "compiled_programs": programs.STATS.count,
+        "compile_seconds": programs.STATS.seconds,
         "machine": machine(),
     }
     path.write_text(json.dumps(recorded, indent=2))
     print(f"study with {resamples} resamples per cell: {n_fits} fits in {seconds:.1f} s, "
-          f"{n_fits / seconds:.0f} fits/s (scipy {scipy_rate:.0f} fits/s)")  # fmt: skip
+          f"{n_fits / seconds:.0f} fits/s (scipy {scipy_rate:.0f} fits/s), {programs.STATS.count} programs "
+          f"compiled in {programs.STATS.seconds:.1f} s")  # fmt: skip
 
 
 def sixteen_starts() -> np.ndarray:
@@ -127,8 +131,6 @@ def main() -> None:
     cells = [c for f in hitchhiker.MAIN_FAMILIES for c in hitchhiker.cells(data.filter(pl.col("family") == f), f,
                                                                             hitchhiker.VARIANTS["main"])]  # fmt: skip
     for label, starts in (("1_start", p0[None, :]), ("16_starts", sixteen)):
-        # The default mode first (compaction shapes bought only as they pay off), then the steady state.
-        _, auto_seconds = engine(data, starts, compact="auto")
         ours, engine_seconds = engine(data, starts)
         began = time.perf_counter()
         theirs = [scipy_cell(cell, starts) for cell in cells]
@@ -139,7 +141,6 @@ def main() -> None:
             "cells": len(cells),
             "starts_per_cell": len(starts),
             "engine_seconds_warm": engine_seconds,
-            "engine_seconds_warm_compact_auto": auto_seconds,
             "scipy_seconds": scipy_seconds,
             "scipy_ms_per_cell": 1e3 * scipy_seconds / len(cells),
             "speedup": scipy_seconds / engine_seconds,
@@ -148,14 +149,11 @@ def main() -> None:
             "max_are_difference_points": max(diffs),
         }
         print(
-            f"{label}: engine {engine_seconds:.3f} s (compact='auto': {auto_seconds:.3f} s), "
+            f"{label}: engine {engine_seconds:.3f} s warm, "
             f"scipy curve_fit loop {scipy_seconds:.2f} s "
             f"({1e3 * scipy_seconds / len(cells):.1f} ms/cell) -> {scipy_seconds / engine_seconds:.1f}x; "
             f"{figures[label]['cells_within_0.1_points']}/{len(diffs)} cells within 0.1 ARE points of scipy"
         )
-    # The study starts like a fresh process: the main grids' programs are dropped first. (Kept, they
-    # brought the process near the kernel's map limit, so the guard dropped everything mid-study.)
-    lawfit.api.release_programs()
     study, seconds = engine(data, sixteen, variants=tuple(hitchhiker.VARIANTS), repeats=1)
     n_fits = _fitted_cells(study) * len(sixteen)
     scipy_fit_rate = figures["16_starts"]["cells"] * 16 / figures["16_starts"]["scipy_seconds"]

@@ -60,26 +60,29 @@ def hitchhiker_section(result: dict) -> list[str]:
         "",
         machine_line(machine),
         "",
-        "| starts per cell | cells | engine s (warm) | engine s, compact='auto' | scipy s | scipy ms / cell | "
+    ]
+    if "compiled_programs" not in fig.get("study_16_starts_bootstrap", {}):
+        lines += [
+            "**Recorded with the previous execution layer (batch compaction), before the lane-pool engine; "
+            "not rerun since.**",
+            "",
+        ]
+    lines += [
+        "| starts per cell | cells | engine s (warm) | scipy s | scipy ms / cell | "
         "speed-up | cells within 0.1 ARE points of scipy | max difference (points) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in ("1_start", "16_starts"):
         entry = fig[key]
-        auto = entry.get("engine_seconds_warm_compact_auto")
         lines.append(
             f"| {entry['starts_per_cell']} | {entry['cells']} | {entry['engine_seconds_warm']:.3f} | "
-            f"{'—' if auto is None else f'{auto:.3f}'} | "
             f"{entry['scipy_seconds']:.2f} | {entry['scipy_ms_per_cell']:.1f} | {entry['speedup']:.1f}x | "
             f"{entry['cells_within_0.1_points']}/{entry['cells_compared']} | {entry['max_are_difference_points']:.3g} |"
         )
     lines += [
         "",
-        "Warm = best of 3 runs after a first one in the same process, with `compact='always'`: every "
-        "compaction shape compiled, the steady state of a job run again and again. The `compact='auto'` "
-        "column is the default mode's best of 3 after its first run: it compiles a smaller batch shape "
-        "only once the steps it saves have paid for the compile, so a short job keeps some batches "
-        "uncompacted. The persistent compilation cache is on.",
+        "Warm = best of 3 runs after a first one in the same process (every pool program compiled). "
+        "The persistent compilation cache is on.",
     ]
     study = fig["study_16_starts"]
     lines += [
@@ -118,15 +121,16 @@ def scale_section(result: dict) -> list[str]:
         "(one Parquet file each). Each job runs in its own process (start-up and compile-cache loads "
         "included), after a warm-up job that fills the persistent compilation cache.",
         "",
-        "| tasks | seconds | fits/s | speed-up vs scipy | time per fit vs smallest job | peak RSS MiB | statuses |",
-        "|---|---|---|---|---|---|---|",
+        "| tasks | seconds | fits/s | speed-up vs scipy | time per fit vs smallest job | peak RSS MiB | programs "
+        "compiled | statuses |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for job in fig["jobs"]:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(job["statuses"].items()))
         lines.append(
             f"| {job['n_tasks']} | {job['seconds']:.1f} | {job['fits_per_second']:.0f} | "
             f"{job['speedup_vs_scipy']:.1f}x | {job['seconds_per_fit_relative_to_smallest']:.2f} | "
-            f"{job['peak_rss_mib']:.0f} | {statuses} |"
+            f"{job['peak_rss_mib']:.0f} | {job.get('compiled_programs', '—')} | {statuses} |"
         )
     parity = fig["parity_on_scipy_sample"]
     lines += [

@@ -32,6 +32,7 @@ CHUNK = 4096
 def worker(n_tasks: int, out: str) -> dict:
     """One job in this process: run it, then report time, throughput, peak RSS and statuses."""
     from lawfit import cli, runner, synthetic
+    from lawfit.batch import programs
 
     cli.enable_compile_cache()
     start = time.perf_counter()
@@ -53,6 +54,8 @@ def worker(n_tasks: int, out: str) -> dict:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "statuses": dict(rows["status"].value_counts().iter_rows()),
         "mean_iterations_best_restart": float(rows["iterations"].mean()),
+        "compiled_programs": programs.STATS.count,
+        "compile_or_cache_load_seconds": programs.STATS.seconds,
     }
 
 
