@@ -191,16 +191,19 @@ def run(
                 n_skipped += drawn[3]
                 bar.update(drawn[3])
                 if drawn[1]:
-                    placed.append(drawn)
+                    placed[next(numbers)] = drawn
                     yield drawn[1]
 
-    placed: list[tuple] = []  # drawn chunks with work, numbered as fit_chunks numbers them
+    # Drawn chunks with work, numbered as fit_chunks numbers them; dropped once written, so memory
+    # holds only the chunks in flight.
+    placed: dict[int, tuple] = {}
+    numbers = itertools.count()
     # One stream through the engine's lane pools: a chunk's last fits overlap the next chunk's first.
     with concurrent.futures.ThreadPoolExecutor(1) as writer:
         pending_write = None
         # Chunks are written as they finish: a chunk waiting for one slow restart holds back no other.
         for number, rows in fit_chunks(drawn_chunks(), progress=bar, ordered=False, **fit_options):
-            chunk, batch, positions, _ = placed[number]
+            chunk, batch, positions, _ = placed.pop(number)
             rows = rows.with_columns(
                 pl.Series("task_index", positions, dtype=pl.Int64),
                 pl.lit(chunk, dtype=pl.Int64).alias("chunk"),
