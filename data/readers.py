@@ -7,7 +7,42 @@ from pathlib import Path
 
 import polars as pl
 
-from .schema import OBSERVATION_SCHEMA
+from .schema import OBSERVATION_SCHEMA, OPTIONAL_COVARIATES
+from .validate import Issue
+
+
+def known_names() -> list[str]:
+    """Names a `--map` key may take: the schema's columns, the optional covariates and every input a
+    registered law reads."""
+    from lawfit import kernels  # late: kernels registers laws on import
+
+    law_inputs = [name for law in kernels.names() for name in kernels.get(law).inputs]
+    return list(dict.fromkeys([*OBSERVATION_SCHEMA, *OPTIONAL_COVARIATES, *law_inputs]))
+
+
+def mapping_issues(frame: pl.DataFrame, mapping: Mapping[str, str]) -> list[Issue]:
+    """Every problem with a column mapping on this table: unknown names, mapped columns the file does
+    not have, and a schema column of the file renamed away with nothing mapped in its place (its rows
+    would silently fall back to the default, e.g. every family pooled into 'default')."""
+    issues = []
+    known = known_names()
+    for name, source in mapping.items():
+        if name not in known:
+            problem = f"--map {name}={source}: unknown name {name!r}; known: {', '.join(known)}"
+            issues.append(Issue(name, problem, 0, ()))
+        if source not in frame.columns:
+            issues.append(Issue(source, f"--map {name}={source}: no such column; the file has {frame.columns}", 0, ()))
+        elif source in OBSERVATION_SCHEMA and source != name and source not in mapping:
+            issues.append(
+                Issue(
+                    source,
+                    f"--map {name}={source}: renames the file's {source!r} column to {name!r}, leaving no "
+                    f"{source!r} column; map it explicitly ({source}=COLUMN) or keep it",
+                    0,
+                    (),
+                )
+            )
+    return issues
 
 
 def parse_mapping(spec: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -49,9 +84,9 @@ def to_observations(frame: pl.DataFrame, mapping: Mapping[str, str] | None = Non
     """Rename mapped columns to schema names and fill the optional ones (family 'default', run_id
     from params, metric 'loss'; flops stays null, meaning 6ND); other columns are kept as covariates."""
     mapping = dict(mapping or {})
-    unknown = [column for column in mapping.values() if column not in frame.columns]
-    if unknown:
-        raise ValueError(f"--map: column(s) {unknown} not in the file; its columns are {frame.columns}")
+    issues = mapping_issues(frame, mapping)
+    if issues:
+        raise ValueError("\n".join(issue.problem for issue in issues))
     frame = frame.rename({source: name for name, source in mapping.items() if source != name})
     fill = []
     if "family" not in frame.columns:

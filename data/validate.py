@@ -16,6 +16,9 @@ NUMERIC = ("params", "tokens", "flops", "value")
 POSITIVE = ("params", "tokens", "flops")
 KEY = ("family", "run_id", "metric", "tokens", "step")
 REQUIRED = ("params", "tokens", "value")
+# Beyond these a value is a unit or parsing mistake, not a measurement (the largest published runs have
+# ~1e12 params, ~1e14 tokens, ~1e26 FLOPs); such values would dominate or overflow a fit.
+PLAUSIBLE_MAX = {"params": 1e20, "tokens": 1e20, "flops": 1e35, "value": 1e12}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +58,17 @@ def _rows(mask: pl.Series, limit: int = 5) -> tuple[int, tuple[int, ...]]:
     return hits.len(), tuple(hits.head(limit).to_list())
 
 
-def find_issues(frame: pl.DataFrame, required=REQUIRED, positive=POSITIVE) -> tuple[list[Issue], pl.Series]:
-    """All problems and a boolean mask of the rows that have one."""
+def find_issues(
+    frame: pl.DataFrame, required=REQUIRED, positive=POSITIVE, numeric=NUMERIC
+) -> tuple[list[Issue], pl.Series]:
+    """All problems and a boolean mask of the rows that have one. `numeric`: the columns checked as
+    numbers (finite, within `PLAUSIBLE_MAX`); `positive`: those that must also be > 0."""
     issues: list[Issue] = []
     bad = pl.Series("bad", [False] * frame.height)
     for column in required:
         if column not in frame.columns:
             issues.append(Issue(column, "missing required column", 0, ()))
-    for column in NUMERIC:
+    for column in dict.fromkeys((*numeric, *positive)):
         if column not in frame.columns:
             continue
         raw = frame[column]
@@ -82,13 +88,24 @@ def find_issues(frame: pl.DataFrame, required=REQUIRED, positive=POSITIVE) -> tu
             n, rows = _rows(non_finite)
             issues.append(Issue(column, "non-finite value (NaN or inf)", n, rows))
             bad = bad | non_finite
+        finite = values.is_finite().fill_null(False)
         if column in positive:
             non_positive = (values <= 0).fill_null(False)
             if non_positive.any():
                 n, rows = _rows(non_positive)
                 example = values.filter(non_positive)[0]
-                issues.append(Issue(column, f"must be > 0 (laws take its log), got {example!r}", n, rows))
+                why = "laws take its log" if column != "value" else "a log-space objective takes its log"
+                issues.append(Issue(column, f"must be > 0 ({why}), got {example!r}", n, rows))
                 bad = bad | non_positive
+        limit = PLAUSIBLE_MAX.get(column, PLAUSIBLE_MAX["value"])
+        extreme = (finite & (values.abs() > limit)).fill_null(False)
+        if extreme.any():
+            n, rows = _rows(extreme)
+            example = values.filter(extreme)[0]
+            issues.append(
+                Issue(column, f"implausibly large (|x| > {limit:.0e}), got {example!r}", n, rows)
+            )
+            bad = bad | extreme
     key = [c for c in KEY if c in frame.columns]
     if key and all(c in frame.columns for c in ("tokens",)):
         duplicated = frame.select(key).is_duplicated()

@@ -41,7 +41,10 @@ def _reproduce(args) -> int:
         return _reproduce_hitchhiker(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
-        print(json.dumps(out, indent=None if args.json else 1))
+        if args.json:
+            print(json.dumps(out))
+        else:
+            (_print_overtraining if args.name == "overtraining" else _print_datablations)(out)
         return 0
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
@@ -74,6 +77,53 @@ def _reproduce(args) -> int:
         )
     _print_table(rows)
     return 0
+
+
+def _print_overtraining(out: dict) -> None:
+    print("Gadre et al. 2024 (over-training): loss law per corpus fitted on the small models, then the")
+    print("error law (17-task top-1 error from loss); extrapolated to the larger over-trained models")
+    for corpus, fit in out["corpora"].items():
+        params = " ".join(f"{k}={v:.6g}" for k, v in fit["params"].items())
+        down = " ".join(f"{k}={v:.6g}" for k, v in fit["downstream"].items() if k != "status")
+        print(f"{corpus}: loss law {fit['status']} on {fit['n_points']} points; {params}")
+        print(f"  error law {fit['downstream']['status']}; {down}")
+        for target, got in fit["targets"].items():
+            ref = out["reference"].get(corpus, {}).get(target, {})
+            for name, label in (("loss", "C4 loss"), ("err17", "17-task error")):
+                published = f"   (paper {100 * ref[name]:.2f}%)" if name in ref else "   (no published figure)"
+                print(
+                    f"  {target} {label}: measured {got[name]:.4f}, predicted {got[name + '_predicted']:.4f}, "
+                    f"relative error {100 * got[name + '_relative_error']:.2f}%{published}"
+                )
+    print(f"solver {out['solver']}, {out['seconds']:.2f} s")
+
+
+def _print_datablations(out: dict) -> None:
+    ref = out["reference"]
+    print(f"Muennighoff et al. 2023 (data-constrained law) on the paper's {out['n_points']} runs, Chinchilla terms")
+    print(f"frozen at the authors' values; Huber(1e-3) sum on log residuals from their {out['n_starts']}-start grid")
+    _print_table(
+        [
+            ("R_D*", f"{out['R_D_star']:.6g}   (paper {ref['r_d']:.6g})"),
+            ("R_N*", f"{out['R_N_star']:.6g}   (paper {ref['r_n']:.6g})"),
+            ("objective", f"{out['huber_sum']:.7g}   (paper's point {ref['huber_sum']:.7g})"),
+            ("R^2", f"{out['r2']:.4f}   (paper {ref['r2']:.4f})"),
+            ("status", out["status"]),
+        ]
+    )
+    print("local optima found from the grid (best first):")
+    for item in out["local_optima"]:
+        print(
+            f"  R_D*={item['R_D_star']:8.4g}  R_N*={item['R_N_star']:6.4g}  objective {item['huber_sum']:.7g}  "
+            f"R^2 {item['r2']:.4f}  ({item['n_starts']} start(s), {item['status']})"
+        )
+    if out["huber_sum"] < ref["huber_sum"]:
+        print(
+            f"note: lawfit's optimum has a lower objective ({out['huber_sum']:.7g}) than the paper's point "
+            f"({ref['huber_sum']:.7g}); the paper's R_D*={ref['r_d']:.4g} is one of the local optima above "
+            "(the objective is nearly flat in R_D*, so the data do not pin it down)"
+        )
+    print(f"solver {out['solver']}, {out['seconds']:.2f} s")
 
 
 def _data_list(args) -> int:
@@ -123,10 +173,18 @@ def _data_show(args) -> int:
 
 
 def _data_check(args) -> int:
-    from lawfit.data import find_issues, read_observations
+    from lawfit.data import find_issues, parse_mapping, read_table, to_observations
+    from lawfit.data.readers import mapping_issues
 
-    frame = read_observations(args.file, args.map)
-    issues, _ = find_issues(frame)
+    # Every problem at once: the mapping's, then the rows' under the usable part of the mapping.
+    raw, mapping = read_table(args.file), parse_mapping(args.map)
+    issues = mapping_issues(raw, mapping)
+    broken = {issue.column for issue in issues}
+    usable = {name: source for name, source in mapping.items() if name not in broken and source not in broken}
+    frame = to_observations(raw, usable)
+    lost = {name for name, source in mapping.items() if name not in usable}
+    row_issues, _ = find_issues(frame)
+    issues += [i for i in row_issues if not (i.problem == "missing required column" and i.column in lost)]
     if args.json:
         print(json.dumps({"rows": frame.height, "problems": [str(i) for i in issues]}))
     elif issues:
@@ -197,7 +255,7 @@ def _reproduce_hitchhiker(args) -> int:
 
 
 def _fit(args) -> int:
-    from lawfit.data.readers import read_observations
+    from lawfit.data.readers import parse_mapping, read_observations
 
     from . import fitjob
     from .plots import fit_plots
@@ -231,13 +289,23 @@ def _fit(args) -> int:
         return 0
     results.write_parquet(out / "results.parquet")
     points.write_parquet(out / "points.parquet")
-    plots = [] if args.no_plot else fit_plots(points, job.group_by, out)
+    columns = parse_mapping(args.map)
+    (out / "columns.json").write_text(json.dumps(columns))  # `lawfit plot` labels axes with the user's names
+    plots, plot_note = [], None
+    if not args.no_plot:
+        try:  # a plot that cannot be drawn never costs the fit's summary
+            plots = fit_plots(points, results, job.group_by, out, columns=columns)
+        except Exception as err:  # noqa: BLE001
+            plot_note = f"plots skipped: {str(err).strip() or type(err).__name__}"
     if args.json:
-        print(json.dumps({"results": results.drop("job").to_dicts(), "notes": notes, "out": str(out)}, default=str))
+        payload = {"results": results.drop("job").to_dicts(), "notes": notes, "out": str(out)}
+        print(json.dumps(payload | {"plots": [str(p) for p in plots], "plot_note": plot_note}, default=str))
         return 0
     for note in notes:
         print(f"note: {note}")
     _print_results(results, job)
+    if plot_note:
+        print(f"note: {plot_note}")
     print(f"wrote {out / 'results.parquet'}, {out / 'points.parquet'} and {len(plots)} plot(s)")
     return 0
 
@@ -324,7 +392,9 @@ def _plot(args) -> int:
         if not points_path.exists():
             raise FileNotFoundError(f"{path} is a `lawfit fit` result; its plots need {points_path}")
         group_by = tuple(table.columns[: table.columns.index("law")])
-        written = plots.fit_plots(pl.read_parquet(points_path), group_by, out)
+        names = path.parent / "columns.json"
+        columns = json.loads(names.read_text()) if names.exists() else None
+        written = plots.fit_plots(pl.read_parquet(points_path), table, group_by, out, columns=columns)
     else:
         raise ValueError(
             f"{path}: not a lawfit results file (expected the output of `lawfit fit`, `lawfit leaderboard` "
@@ -358,20 +428,23 @@ def _add_runner_flags(parser: argparse.ArgumentParser, chunk: int = 2048) -> Non
 
 
 def _print_results(results, job) -> None:
+    """One line per group x law in natural parameters (A, B, E, alpha, ...), the law's formula once."""
     from lawfit import kernels
 
+    for name in results["law"].unique(maintain_order=True).to_list():
+        print(f"{name}: {kernels.get(name).formula}")
     for row in results.to_dicts():
         law = kernels.get(row["law"])
         group = ", ".join(f"{k}={row[k]}" for k in job.group_by) or "all rows"
         parts = []
-        for name in law.param_names:
-            text = f"{name}={row[name]:.6g}" if row[name] is not None else f"{name}=?"
+        for name in law.natural_names:
+            text = f"{name}={row[name]:.6g}" if row.get(name) is not None else f"{name}=?"
             if job.bootstrap and row.get(f"{name}_lo") is not None and np.isfinite(row[f"{name}_lo"]):
                 text += f" [{row[f'{name}_lo']:.4g}, {row[f'{name}_hi']:.4g}]"
             parts.append(text)
         extra = f", held-out ARE {row['holdout_are_percent']:.2f}%" if row["holdout_are_percent"] is not None else ""
         message = f" ({row['message']})" if row["message"] else ""
-        print(f"[{group}] {law.name}: {row['status']}{message}; {' '.join(parts)}{extra}")
+        print(f"  [{group}] {law.name}: {row['status']}{message}; {' '.join(parts)}{extra}")
 
 
 def _predict(args) -> int:
@@ -382,7 +455,8 @@ def _predict(args) -> int:
     path, results = _read_results(args.results)
     if "theta" not in results.columns or "law" not in results.columns:
         raise ValueError(f"{path} is not a lawfit results file (needs columns 'law' and 'theta')")
-    values = {k: v for k, v in (("params", args.params), ("tokens", args.tokens), ("flops", args.flops)) if v}
+    given = (("params", args.params), ("tokens", args.tokens), ("flops", args.flops))
+    values = {k: v for k, v in given if v is not None}
     if not values and args.budget is None:
         raise ValueError("predict: give --params/--tokens (or --flops) to predict at, or --budget for the optimum")
     table = fitjob.predict(results, values, flops_budget=args.budget)
@@ -394,13 +468,31 @@ def _predict(args) -> int:
     return 0
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help lines end with the flag's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+        if shown and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lawfit", description="Fit scaling laws in bulk.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, formatter_class=_ShowDefaults, **k)
 
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
-    rep.add_argument("name", choices=["chinchilla", "hitchhiker", "overtraining", "datablations"])
+    rep.add_argument(
+        "name",
+        choices=["chinchilla", "hitchhiker", "overtraining", "datablations"],
+        help="chinchilla: Epoch's refit of approach 3; hitchhiker: Choshen et al.'s ARE heatmaps; overtraining: "
+        "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*",
+    )
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
     rep.add_argument(
         "--variant",
@@ -409,31 +501,36 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
     rep.add_argument("--out", help="hitchhiker: write the cells to OUT/results.parquet (`lawfit plot OUT` redraws)")
     rep.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
-    rep.add_argument("--init", choices=["grid", "varpro"], default="grid")
-    rep.add_argument("--varpro-starts", type=int, default=8)
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument(
+        "--init",
+        choices=["grid", "varpro"],
+        default="grid",
+        help="chinchilla: start from Epoch's 4500-point grid, or from the variable-projection scan's best points",
+    )
+    rep.add_argument("--varpro-starts", type=int, default=8, help="with --init varpro: how many starts")
+    rep.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     rep.add_argument("--bootstrap", type=int, default=0, help="resamples for Epoch-style percentile intervals")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     rep.set_defaults(run=_reproduce)
 
     fit = sub.add_parser("fit", help="fit laws to every group of your own runs (CSV/Parquet/Arrow)")
-    fit.add_argument("file")
+    fit.add_argument("file", help="a CSV, TSV, Parquet or Arrow file, one row per measured point")
     fit.add_argument("--law", required=True, help="law name(s), comma-separated (lawfit.laws.names())")
     fit.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
     fit.add_argument("--group-by", default="family,metric", help="columns that split the rows into fits")
     fit.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")
     fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
     fit.add_argument(
-        "--restarts", default="varpro", help="varpro (default), grid, screen (best 8 grid starts), or a number"
+        "--restarts", default="varpro", help="varpro, grid, screen (best 8 grid starts), or a number of random starts"
     )
     fit.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     fit.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile 95%% intervals")
     fit.add_argument("--holdout", help="rows to hold out and predict, e.g. 'params>1e9'")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--out", default="lawfit-out")
-    fit.add_argument("--no-plot", action="store_true")
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
-    fit.add_argument("--json", action="store_true")
+    fit.add_argument("--seed", type=int, default=0, help="seed of random starts and bootstrap resamples")
+    fit.add_argument("--out", default="lawfit-out", help="folder for results, points and plots; a rerun resumes")
+    fit.add_argument("--no-plot", action="store_true", help="write no plots")
+    fit.add_argument("--quiet", action="store_true", help="no progress output")
+    fit.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     _add_runner_flags(fit)
     fit.set_defaults(run=_fit)
 
@@ -451,10 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--delta", type=float, default=1e-3, help="Huber delta")
     board.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     board.add_argument("--max-steps", type=int, default=2000, help="solver steps per restart")
-    board.add_argument("--out", default="lawfit-leaderboard")
-    board.add_argument("--no-plot", action="store_true")
-    board.add_argument("--quiet", action="store_true", help="no progress bar")
-    board.add_argument("--json", action="store_true")
+    board.add_argument("--out", default="lawfit-leaderboard", help="folder for results, leaderboard.md/.png")
+    board.add_argument("--no-plot", action="store_true", help="write no plot")
+    board.add_argument("--quiet", action="store_true", help="no progress output")
+    board.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     _add_runner_flags(board, chunk=512)
     board.set_defaults(run=_leaderboard)
 
@@ -465,33 +562,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     pred = sub.add_parser("predict", help="predict from saved fit results")
     pred.add_argument("results", help="results.parquet (or the --out folder of `lawfit fit`)")
-    pred.add_argument("--params", type=float)
-    pred.add_argument("--tokens", type=float)
-    pred.add_argument("--flops", type=float)
+    pred.add_argument("--params", type=float, help="model size N to predict at (parameters, > 0)")
+    pred.add_argument("--tokens", type=float, help="training tokens D to predict at (> 0)")
+    pred.add_argument("--flops", type=float, help="training compute C (FLOPs); default 6 N D")
     pred.add_argument("--budget", type=float, help="FLOP budget: compute-optimal N and D where the law allows")
-    pred.add_argument("--json", action="store_true")
+    pred.add_argument("--json", action="store_true", help="JSON rows on stdout instead of a table")
     pred.set_defaults(run=_predict)
 
     data = sub.add_parser("data", help="bundled datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_list = data_sub.add_parser("list", help="list the bundled datasets")
-    data_list.add_argument("--json", action="store_true")
+    data_list.add_argument("--json", action="store_true", help="JSON on stdout")
     data_list.set_defaults(run=_data_list)
     data_show = data_sub.add_parser("show", help="per-family summary of a bundled dataset")
-    data_show.add_argument("name")
-    data_show.add_argument("--family")
-    data_show.add_argument("--json", action="store_true")
+    data_show.add_argument("name", help="a bundled dataset (lawfit data list)")
+    data_show.add_argument("--family", help="this family only")
+    data_show.add_argument("--json", action="store_true", help="JSON on stdout")
     data_show.set_defaults(run=_data_show)
     data_check = data_sub.add_parser("check", help="validate a CSV/Parquet/Arrow file and list every problem")
-    data_check.add_argument("file")
+    data_check.add_argument("file", help="a CSV, TSV, Parquet or Arrow file")
     data_check.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
-    data_check.add_argument("--json", action="store_true")
+    data_check.add_argument("--json", action="store_true", help="JSON on stdout")
     data_check.set_defaults(run=_data_check)
     data_convert = data_sub.add_parser("convert", help="validate and write a file in the observation schema")
-    data_convert.add_argument("file")
+    data_convert.add_argument("file", help="a CSV, TSV, Parquet or Arrow file")
     data_convert.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
-    data_convert.add_argument("--out", required=True)
-    data_convert.add_argument("--on-invalid", choices=["raise", "drop"], default="raise")
+    data_convert.add_argument("--out", required=True, help="the Parquet file to write")
+    data_convert.add_argument(
+        "--on-invalid", choices=["raise", "drop"], default="raise", help="on bad rows: stop listing them, or drop them"
+    )
     data_convert.set_defaults(run=_data_convert)
     return parser
 
@@ -501,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
     enable_compile_cache()
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Finished chunks are on disk (`--out`): the same command picks up from them.
+        print("\nlawfit: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     except Exception as err:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
             raise

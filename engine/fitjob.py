@@ -99,14 +99,18 @@ def prepare_frame(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, list[
     frame = frame.unique(maintain_order=True)
     if frame.height < before:
         notes.append(f"{before - frame.height} exact duplicate row(s) dropped")
-    positive = tuple(c for c in ("params", "tokens", "flops") if c in needed)
-    issues, bad = find_issues(frame, required=tuple(needed), positive=positive)
+    # One rule for every column a log is taken of: a non-positive value drops its row, reported.
+    sizes = {c for c in ("params", "tokens", "flops") if c in needed}
+    positive = sorted({c for law in laws for c in law.positive_inputs} | sizes)
+    if Objective.parse(job.objective).space == "log":
+        positive.append("value")
+    issues, bad = find_issues(frame, required=tuple(needed), positive=tuple(positive), numeric=tuple(needed))
     notes += [f"dropped: {issue}" for issue in issues if not issue.problem.startswith("duplicate")]
     key = [c for c in (*job.group_by, "run_id", "metric", *needed) if c in frame.columns and c != "value"]
     replicates = int(frame.select(list(dict.fromkeys(key))).is_duplicated().sum())
     if replicates:
         notes.append(f"{replicates} row(s) share their inputs within a group: kept as replicate measurements")
-    frame = frame.filter(~bad)
+    frame = frame.filter(~bad).with_columns([pl.col(c).cast(pl.Float64, strict=False) for c in needed])
     if frame.height == 0:
         raise ValueError(f"nothing to fit: every row was dropped ({'; '.join(notes)})")
     return frame, notes
@@ -249,6 +253,9 @@ def run(
 def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: float | None = None) -> pl.DataFrame:
     """Each result row's prediction at the given inputs (and the compute-optimal split of a FLOP budget
     for laws that have one)."""
+    for name, value in [*values.items(), *([("budget", flops_budget)] if flops_budget is not None else [])]:
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"predict --{name}: expected a positive finite number (laws take its log), got {value!r}")
     labels = results.columns[: results.columns.index("law")]
     rows = []
     for row in results.to_dicts():

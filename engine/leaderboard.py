@@ -24,6 +24,7 @@ from .plan import varpro_or_grid
 from .types import Objective, Task
 
 SCALE_INPUTS = {"params", "flops"}
+UNRANKED_NOT_CONVERGED = 0.5  # overall, a law with more of its windows not converged is not ranked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +187,8 @@ def rank(cells: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     Laws are ranked within a family by their median ARE over its windows, a window whose fit gave no
     finite prediction counting as an infinite error: a law that fails in half the windows ranks last.
-    The mean is over the scored windows only.
+    The mean is over the scored windows only. Overall, a law with more than `UNRANKED_NOT_CONVERGED`
+    of its windows not converged is `ranked = False` and listed after the ranked ones.
     """
     per_family = (
         cells.group_by("family", "law", maintain_order=True)
@@ -211,21 +213,25 @@ def rank(cells: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.col("failed").sum().alias("failed"),
             pl.col("not_converged").sum().alias("not_converged"),
         )
-        .sort("mean_rank", "median_family_are_percent")
+        # A law whose fits mostly did not converge has no standing among the others: listed, not ranked.
+        .with_columns((pl.col("not_converged") <= UNRANKED_NOT_CONVERGED * pl.col("windows")).alias("ranked"))
+        .sort(pl.col("ranked").not_(), "mean_rank", "median_family_are_percent")
     )
     return per_family, overall
 
 
 def markdown(per_family: pl.DataFrame, overall: pl.DataFrame, spec: Leaderboard, title: str) -> str:
     def fmt(value) -> str:
-        return "—" if value is None or not np.isfinite(value) else f"{value:.2f}"
+        return "—" if value is None or not np.isfinite(value) else f"{value:.3g}"
 
     lines = [f"# Leaderboard: {title}", "", f"Protocol: {spec.describe()}.", "", "## Overall", ""]
     lines += [
         "| rank | law | mean rank | median family ARE % | wins | families | windows | failed | not converged |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for place, row in enumerate(overall.to_dicts(), 1):
+    places = iter(range(1, overall.height + 1))
+    for row in overall.to_dicts():
+        place = next(places) if row["ranked"] else "unranked"
         lines.append(
             f"| {place} | {row['law']} | {row['mean_rank']:.2f} | {fmt(row['median_family_are_percent'])} | "
             f"{row['wins']} | {row['families']} | {row['windows']} | {row['failed']} | {row['not_converged']} |"
@@ -246,6 +252,14 @@ def markdown(per_family: pl.DataFrame, overall: pl.DataFrame, spec: Leaderboard,
             text = fmt(row["median_are_percent"]) if row else "n/a"
             cells.append(f"**{text}**" if row and row["rank"] == 1 else text)
         lines.append(f"| {family[0]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Key: ARE % is the absolute relative error of the held-out predictions. **—**: no finite value (at "
+        "least half of the windows gave no finite prediction, so the median is infinite). **n/a**: the law "
+        "does not apply to the family (it lacks an input the law reads). **unranked**: more than "
+        f"{UNRANKED_NOT_CONVERGED:.0%} of the law's windows did not converge, so its errors are not compared; "
+        "its numbers are shown for reference.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ class Status(enum.IntEnum):
     ILL_CONDITIONED = 4
     TOO_FEW_POINTS = 5
     INVALID_INPUT = 6
+    NON_UNIQUE = 7  # restarts reach the best objective at different parameters (set on the host)
 
     @property
     def label(self) -> str:

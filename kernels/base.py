@@ -147,7 +147,8 @@ class Law:
 
     def natural(self, theta: Sequence[float]) -> dict[str, float]:
         """Fit-space parameters plus the derived natural ones, as a name -> value dict."""
-        return {name: float(v[0]) for name, v in self.natural_columns(np.asarray(theta, dtype=np.float64)[None]).items()}
+        columns = self.natural_columns(np.asarray(theta, dtype=np.float64)[None])
+        return {name: float(v[0]) for name, v in columns.items()}
 
     def natural_columns(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """`natural` for many parameter vectors at once: theta [n, n_params] -> name -> [n]."""
@@ -155,8 +156,15 @@ class Law:
         if self.derived is not None:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 derived = self.derived(values)
-            values.update({k: np.broadcast_to(np.asarray(v, dtype=np.float64), theta.shape[:1]) for k, v in derived.items()})
+            n = theta.shape[:1]
+            values.update({k: np.broadcast_to(np.asarray(v, dtype=np.float64), n) for k, v in derived.items()})
         return values
+
+    @property
+    def natural_names(self) -> tuple[str, ...]:
+        """The parameters a researcher reads, in `param_names` order: a fit-space log coordinate is
+        replaced by the quantity it encodes (`a` -> `A`, `log_nc` -> `Nc`), then other derived ones."""
+        return _natural_names(self)
 
     def with_inputs(self, *inputs: str) -> Law:
         """The same law reading other columns (e.g. a 1-D law on `params` instead of `tokens`)."""
@@ -165,6 +173,19 @@ class Law:
         mapping = dict(zip(self.inputs, inputs, strict=True))
         positive = tuple(mapping[name] for name in self.positive_inputs)
         return dataclasses.replace(self, inputs=tuple(inputs), positive_inputs=positive)
+
+
+@functools.cache
+def _natural_names(law: Law) -> tuple[str, ...]:
+    with np.errstate(all="ignore"):
+        derived = [k for k in law.natural(np.ones(law.n_params)) if k not in law.param_names]
+    names, used = [], set()
+    for name in law.param_names:
+        stem = name.removeprefix("log_").lower()
+        match = next((k for k in derived if k.lower() == stem and k not in used), None)
+        names.append(match or name)
+        used.add(match)
+    return tuple(names) + tuple(k for k in derived if k not in used)
 
 
 @functools.cache

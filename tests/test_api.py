@@ -212,11 +212,30 @@ def test_progress_bar_reports_rate_and_eta(capsys):
         x = np.exp(rng.uniform(40, 48, 20))
         tasks.append(Task(law="compute", inputs=x[:, None], target=1.7 + np.exp(9.0) * x**-0.2, init="varpro",
                           objective=Objective("squared", space="log")))  # fmt: skip
-    lawfit.fit_many(tasks, progress=True)
-    err = capsys.readouterr().err
-    assert "fits/s" in err and "ETA" in err and "3/3 fits in" in err
+    lawfit.fit_many(tasks, progress=True)  # stderr is not a terminal here: plain log lines
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("progress: ") for line in lines), lines
+    assert "fits/s  ETA" in lines[0] and "3/3 fits in" in lines[-1] and "fits/s)" in lines[-1]
     lawfit.fit_many(tasks, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_on_a_terminal_is_one_redrawn_line():
+    import io
+
+    from lawfit.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = Progress(4, enabled=True, stream=stream)
+    bar.update(1)
+    bar.update(3)
+    bar.close()
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.count("\r") == 3 and "[" + "#" * 30 + "] 4/4 fits" in text
 
 
 def test_screen_runs_the_solver_from_the_best_grid_starts():

@@ -111,7 +111,14 @@ CLI_ERRORS = [
     ("missing file", None, [], "no such file"),
     ("corrupt parquet", "corrupt.parquet", [], "cannot read"),
     ("unsupported type", "runs.xlsx", [], "unsupported file type '.xlsx'"),
-    ("unknown --map column", "runs.csv", ["--map", "params=X,tokens=D,value=loss"], "--map: column(s) ['X'] not in"),
+    ("unknown --map column", "runs.csv", ["--map", "params=X,tokens=D,value=loss"], "--map params=X: no such column"),
+    ("unknown --map name", "runs.csv", ["--map", "param=N,tokens=D,value=loss"], "unknown name 'param'; known: family"),
+    (
+        "--map renames a schema column away",
+        "runs_family.csv",
+        ["--map", "params=N,tokens=D,value=loss,lr=family", "--group-by", "family"],
+        "--map lr=family: renames the file's 'family' column to 'lr', leaving no 'family' column",
+    ),
     ("malformed --map", "runs.csv", ["--map", "params"], "--map: expected name=column pairs"),
     ("unknown law", "runs.csv", ["--law", "nope"], "unknown law 'nope'"),
     (
@@ -144,6 +151,8 @@ def _make(tmp_path, kind):
         _runs().drop("D").write_csv(path)
     elif kind == "all_nan.csv":
         _runs().with_columns(pl.lit(float("nan")).alias("loss")).write_csv(path)
+    elif kind == "runs_family.csv":
+        _runs().rename({"group": "family"}).write_csv(path)
     elif kind == "header_only.csv":
         path.write_text("group,N,D,loss\n")
     else:
@@ -171,6 +180,15 @@ def test_predict_errors(tmp_path, capsys):
     assert code == 2 and "is not a lawfit results file" in err
     code, _, err = _run_cli(["predict", tmp_path / "missing.parquet", "--params", "1e9"], capsys)
     assert code == 2 and "no such results file" in err
+
+
+def test_predict_refuses_non_positive_inputs():
+    results = pl.DataFrame({"law": ["chinchilla"], "status": ["converged"], "theta": [[6.0, 7.0, 0.5, 0.34, 0.28]]})
+    for values, budget, flag in [({"params": -7e10, "tokens": 1e12}, None, "--params"),
+                                 ({"params": 7e10, "tokens": 0.0}, None, "--tokens"),
+                                 ({}, float("nan"), "--budget")]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"predict {flag}: expected a positive finite number"):
+            lawfit.fitjob.predict(results, values, flops_budget=budget)
 
 
 def test_cli_error_has_no_traceback_and_debug_shows_it(tmp_path):
@@ -204,6 +222,8 @@ def test_degenerate_groups_get_statuses_and_good_groups_are_fitted(tmp_path, cap
         group("nan_rows", good.with_columns(_first(3, "loss", float("nan")))),
         group("negative_size", good.with_columns(_first(1, "N", -1.0))),
         group("dups", pl.concat([good, good.head(4)])),
+        group("negative_loss", good.with_columns(_first(2, "loss", -1.0))),  # dropped rows, not the group
+        group("huge_loss", good.with_columns(_first(1, "loss", 1e308))),  # beyond the plausible range: dropped
         group("tiny_losses", good.with_columns(pl.col("loss") * 1e-4)),  # losses near 0: log residuals are scale-free
         group("extreme", pl.DataFrame([
             {"N": n, "D": d, "loss": _loss(n, d, *theta) * np.exp(rng.normal(0, 0.002))}
@@ -228,14 +248,18 @@ def test_degenerate_groups_get_statuses_and_good_groups_are_fitted(tmp_path, cap
     assert rows["tiny"]["status"] == "too-few-points"
     assert rows["tiny"]["message"] == "too few points: 3 point(s) for 5 free parameter(s) of law 'chinchilla'"
     assert rows["one_size"]["status"] == "ill-conditioned"  # the N term and E cannot be told apart
-    assert rows["one_size"]["message"].startswith(("not determined by the data", "ill-conditioned optimum"))
+    # A single size: the N term, E and alpha cannot be told apart, and the message names all three.
+    assert rows["one_size"]["message"].startswith("not determined by the data: A, E, alpha ("), rows["one_size"]
     assert (
         rows["constant"]["status"] == "ill-conditioned" and "not determined by the data" in rows["constant"]["message"]
     )
-    for name in ("nan_rows", "negative_size", "dups", "extreme", "tiny_losses"):
+    for name in ("nan_rows", "negative_size", "dups", "extreme", "tiny_losses", "negative_loss", "huge_loss"):
         assert rows[name]["status"] == "converged", (name, rows[name])
     assert rows["nan_rows"]["n_points"] == good.height - 3
     assert rows["negative_size"]["n_points"] == good.height - 1
+    assert rows["negative_loss"]["n_points"] == good.height - 2
+    assert rows["huge_loss"]["n_points"] == good.height - 1
+    assert rows["huge_loss"]["alpha"] == pytest.approx(rows["g1"]["alpha"], rel=0.02)
     # 4 rows repeated: 3 exact duplicates dropped; the first differs ("oops" in the original), which is dropped.
     assert rows["dups"]["n_points"] == good.height
     assert rows["extreme"]["alpha"] == pytest.approx(0.34, abs=0.03)
@@ -243,6 +267,100 @@ def test_degenerate_groups_get_statuses_and_good_groups_are_fitted(tmp_path, cap
     assert "3 exact duplicate row(s) dropped" in notes
     assert any("column 'value': non-finite value (NaN or inf) (3 rows)" in n for n in notes)
     assert any("column 'params': must be > 0" in n for n in notes)
+    negative = "column 'value': must be > 0 (a log-space objective takes its log), got -1.0 (2 rows)"
+    assert any(negative in n for n in notes)
+    assert any("column 'value': implausibly large (|x| > 1e+12), got 1e+308 (1 row)" in n for n in notes)
     assert any("column 'value': expected numbers, got values like 'oops'" in n for n in notes)
     saved = pl.read_parquet(tmp_path / "o" / "results.parquet")
     assert saved.height == len(parts)
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    path = tmp_path / "runs.csv"
+    _runs().write_csv(path)
+    out = tmp_path / "o"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lawfit.cli", "fit", str(path), "--law", "chinchilla", "--map", GOOD_MAP,
+         "--group-by", "group", "--bootstrap", "400", "--out", str(out), "--no-plot"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out / "parts").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # interrupt once the job is under way (its output folder exists)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "lawfit: interrupted; rerun the same command to resume"
+    )
+
+
+def test_pooled_families_are_non_unique_not_converged():
+    """Two families pooled into one fit (no --group-by): restarts reach the same objective at
+    different exponents; the row says so instead of reporting one of them as converged."""
+    from lawfit.fitjob import fit_table
+
+    for restarts in ("varpro", "grid"):
+        row = fit_table(
+            _runs(), "chinchilla", columns={"params": "N", "tokens": "D", "value": "loss"}, group_by=(),
+            restarts=restarts,
+        ).row(0, named=True)  # fmt: skip
+        assert row["status"] == "non-unique", (restarts, row["status"], row["message"])
+        assert row["message"].startswith("non-unique optimum: ") and "alpha " in row["message"]
+
+
+def test_fit_text_output_is_natural_parameters_with_the_formula(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    _runs().write_csv(path)
+    code, out, err = _run_cli(
+        ["fit", path, "--law", "chinchilla", "--map", GOOD_MAP, "--group-by", "group", "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "chinchilla: L = E + A/N^alpha + B/D^beta  (A=e^a, B=e^b, E=e^e)"
+    assert lines[1].startswith("  [group=g1] chinchilla: converged; A=") and " E=" in lines[1] and " e=" not in lines[1]
+    assert lines[-1].endswith("and 2 plot(s)")
+
+
+def test_a_failing_plot_costs_only_the_plots(tmp_path, capsys, monkeypatch):
+    import lawfit.plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plots need matplotlib: pip install 'lawfit[plot]'")
+
+    monkeypatch.setattr(lawfit.plots, "fit_plots", broken)
+    path = tmp_path / "runs.csv"
+    _runs().write_csv(path)
+    code, out, err = _run_cli(
+        ["fit", path, "--law", "chinchilla", "--map", GOOD_MAP, "--group-by", "group", "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0, err
+    assert "[group=g2] chinchilla: converged" in out
+    assert "note: plots skipped: plots need matplotlib: pip install 'lawfit[plot]'" in out
+    assert out.splitlines()[-1].endswith("and 0 plot(s)")
+
+
+def test_fit_plots_have_unique_names_user_labels_and_survive_text_cells(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    frame = _runs().with_columns(pl.col("group").replace({"g1": "a b", "g2": "a,b"}), pl.col("loss").cast(pl.String))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("n/a")).otherwise("loss").alias("loss"))
+    path = tmp_path / "runs.csv"
+    frame.write_csv(path)
+    out = tmp_path / "o"
+    code, text, err = _run_cli(
+        ["fit", path, "--law", "chinchilla,kaplan_nd", "--map", GOOD_MAP, "--group-by", "group", "--out", out,
+         "--holdout", "params>2e9"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "column 'value': expected numbers, got values like 'n/a'" in text
+    names = sorted(p.name for p in out.glob("fit_*.png"))
+    assert len(names) == 2 and len(set(names)) == 2 and "fit_group_a_b.png" in names, names
+    assert text.splitlines()[-1].endswith("and 2 plot(s)")
+    for png in out.glob("fit_*.png"):
+        png.unlink()
+    assert _run_cli(["plot", out, "--out", tmp_path / "new" / "dir"], capsys)[0] == 0
+    assert len(list((tmp_path / "new" / "dir").glob("fit_*.png"))) == 2

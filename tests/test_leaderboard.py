@@ -113,6 +113,24 @@ def test_failures_rank_last():
     assert (x["failed"], x["mean_are_percent"], x["median_are_percent"]) == (2, 1.0, float("inf"))
 
 
+def test_mostly_unconverged_laws_are_listed_unranked_and_the_markdown_explains_its_marks():
+    cells = pl.DataFrame(
+        {
+            "family": ["f"] * 6 + ["g"] * 2,
+            "k": [2, 2, 3, 3, 4, 4, 2, 2],
+            "law": ["x", "y"] * 4,
+            "are_percent": [1.0, 50.0, 2.0, 1.3e41, 3.0, 1.4e41, 5.0, None],
+            "status": ["max-iter", "converged", "max-iter", "converged", "converged", "converged", "max-iter",
+                       "non-finite"],
+        }
+    )  # fmt: skip
+    per_family, overall = leaderboard.rank(cells)
+    assert overall.select("law", "ranked").rows() == [("y", True), ("x", False)]  # x: 3 of 4 not converged
+    text = leaderboard.markdown(per_family, overall, leaderboard.Leaderboard(), "t")
+    assert "| 1 | y |" in text and "| unranked | x |" in text
+    assert "1.3e+41" in text and "130000" not in text and "Key:" in text and "**n/a**" in text and "**—**" in text
+
+
 def test_leaderboard_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown law"):
         leaderboard.plan(_family(), leaderboard.Leaderboard(laws=("nope",)))

@@ -92,3 +92,16 @@ def test_datablations_decay_constants():
     assert paper["huber_sum"] == pytest.approx(0.015825936570763588, rel=1e-6)
     assert paper["r2"] == pytest.approx(0.7722046084968408, abs=1e-4)
     assert out["huber_sum"] <= paper["huber_sum"] and out["status"] == "converged"
+
+
+def test_text_output_puts_the_published_numbers_beside(capsys):
+    from lawfit import cli
+
+    assert cli.main(["reproduce", "datablations"]) == 0
+    text = capsys.readouterr().out
+    assert "R_D*" in text and "(paper 15.3878)" in text and "(paper's point 0.01582594)" in text
+    assert "note: lawfit's optimum has a lower objective" in text and "one of the local optima above" in text
+    assert not text.lstrip().startswith("{")
+    assert cli.main(["reproduce", "overtraining"]) == 0
+    text = capsys.readouterr().out
+    assert "open_lm_1b/M=640 C4 loss: measured" in text and "relative error 0.71%   (paper 0.71%)" in text

@@ -30,6 +30,7 @@ from .. import solvers
 from ..plan import Tables, TaskBatch
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
+from .rows import UNDETERMINED_LOG10_COND
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +289,8 @@ def starts(key: StartKey):
 def check(key: CheckKey):
     """(batch, theta [n_tasks, n_free]) -> (log10 condition number of the column-scaled J^T J
     [n_tasks], each free parameter's sensitivity max_i |d pred_i / d theta_j| / |pred_i| [n_tasks,
-    n_free]; d log pred for log-space fits)."""
+    n_free]; d log pred for log-space fits, each free parameter's share of the eigenvectors whose
+    eigenvalue is below 10^-UNDETERMINED_LOG10_COND of the largest [n_tasks, n_free])."""
     fit = key.fit
     law, objective = fit.law, fit.objective
     residuals = fit.residuals
@@ -297,8 +299,11 @@ def check(key: CheckKey):
         _, jac = residuals.value_and_jacobian(theta, problem)
         hess = jac.T @ jac
         scale = jnp.sqrt(jnp.maximum(jnp.diag(hess), 1e-300))
-        eig = jnp.linalg.eigvalsh(hess / scale[:, None] / scale[None, :])
+        eig, vectors = jnp.linalg.eigh(hess / scale[:, None] / scale[None, :])
         log10_cond = jnp.log10(jnp.maximum(eig[-1], 1e-300) / jnp.maximum(eig[0], 1e-300))
+        # Each parameter's share of the (near-)null space: the directions the data do not constrain.
+        weak = eig <= jnp.maximum(eig[-1], 1e-300) * 10.0 ** (-UNDETERMINED_LOG10_COND)
+        null_share = jnp.sum(jnp.where(weak[None, :], vectors**2, 0.0), axis=1)
 
         def prediction(th):
             full = residuals.full(th, problem)
@@ -308,7 +313,8 @@ def check(key: CheckKey):
 
         sens = jnp.abs(jax.jacfwd(prediction)(theta))  # [n_points, n_free]
         sens = jnp.max(jnp.where((problem.coeff > 0)[:, None], sens, 0.0), axis=0)
-        return log10_cond, jnp.where(jnp.isfinite(sens), sens, 0.0)
+        finite = lambda v: jnp.where(jnp.isfinite(v), v, 0.0)  # noqa: E731
+        return log10_cond, finite(sens), finite(null_share)
 
     def diagnose(batch, theta):
         found = problems(law, batch)

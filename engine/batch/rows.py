@@ -20,6 +20,11 @@ UNDETERMINED_LOG10_COND = 14.0
 # the data: its term has vanished over the data range (a coefficient ~0, an exponent so large or a
 # coefficient so small that the term is nil), so it could take any value. Column scaling hides this.
 UNDETERMINED_SENSITIVITY = 1e-6
+# A parameter with at least this share of J^T J's near-null space is named as undetermined.
+UNDETERMINED_NULL_SHARE = 0.05
+# Restarts within `at_best_rtol` of the best objective whose fit-space parameters differ from the best
+# by more than this (|d theta| / (1 + |theta|)) make the optimum non-unique.
+NON_UNIQUE_SPREAD = 0.05
 
 
 def provenance(task, solver: str) -> dict[str, Any]:
@@ -87,17 +92,39 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
     # numbers are not to be trusted (and a better optimum may lie elsewhere).
     ill = converged & ~at_bound & flat
     code = np.where(ill, int(Status.ILL_CONDITIONED), code)
+    natural = law.natural_names  # natural[i] is what fit-space parameter i encodes
     messages: list[str | None] = [None] * n
     for k in np.flatnonzero(ill):
-        names = [law.param_names[free[j]] for j in np.flatnonzero(loose[k])]
+        null = (outcome.null_share[k] >= UNDETERMINED_NULL_SHARE) & ~(outcome.log10_cond[k] < UNDETERMINED_LOG10_COND)
+        names = [natural[free[j]] for j in np.flatnonzero(loose[k] | null)]
         messages[k] = (
-            f"not determined by the data: {', '.join(names)} (a unit change moves the fit by "
-            f"< {UNDETERMINED_SENSITIVITY:g})"
+            f"not determined by the data: {', '.join(names)} (log10 cond of J^T J "
+            f"{outcome.log10_cond[k]:.1f}; these span its near-null space or move the fit by < "
+            f"{UNDETERMINED_SENSITIVITY:g})"
             if names
             else f"ill-conditioned optimum (log10 cond {outcome.log10_cond[k]:.1f})"
         )
     threshold = best_value * (1 + at_best_rtol) + 1e-300
-    n_at_best = np.where(finite, (objective <= threshold[:, None]).sum(axis=1), 0)
+    at_best = (objective <= threshold[:, None]) & finite[:, None]  # [n, restarts]
+    n_at_best = at_best.sum(axis=1)
+    # Restarts as good as the best but elsewhere: the data do not pick one optimum.
+    spread = np.abs(res.theta - best_theta[:, None, :]) / (1 + np.abs(best_theta[:, None, :]))
+    spread = np.where(at_best[..., None], spread, 0.0).max(axis=1)  # [n, n_free]
+    apart = (spread > NON_UNIQUE_SPREAD) & (code == Status.CONVERGED)[:, None]
+    code = np.where(apart.any(axis=1), int(Status.NON_UNIQUE), code)
+    for k in np.flatnonzero(apart.any(axis=1)):
+        picked = np.flatnonzero(at_best[k])
+        thetas = np.repeat(full[k][None], picked.size, axis=0)
+        thetas[:, free] = res.theta[k, picked]
+        values = law.natural_columns(thetas)
+        ranges = ", ".join(
+            f"{natural[free[j]]} {np.min(values[natural[free[j]]]):.4g}..{np.max(values[natural[free[j]]]):.4g}"
+            for j in np.flatnonzero(apart[k])
+        )
+        messages[k] = (
+            f"non-unique optimum: {picked.size} restarts within {at_best_rtol:g} of the best objective "
+            f"disagree: {ranges}"
+        )
     tasks = [item.task for item in members]
     columns: dict[str, Any] = {"_index": np.array([item.index for item in members], np.int64)}
     label_names = list(dict.fromkeys(str(k) for task in tasks for k in task.labels))
@@ -119,7 +146,7 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
         "evaluations": res.evaluations.sum(axis=1).astype(np.int64),
         "best_restart": best.astype(np.int64),
         "n_restarts": np.full(n, objective.shape[1], np.int64),
-        "n_at_best": n_at_best.astype(np.int64),
+        "n_at_best": np.where(finite, n_at_best, 0).astype(np.int64),
         "log10_cond": np.where(np.isfinite(log10_cond), log10_cond, np.nan),
         "message": pl.Series(messages, dtype=pl.String),
         "params": full,

@@ -16,12 +16,13 @@ from .tuning import Tuning, fitting, ladder, power_of_two_at_most
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """A group's solve, per task (numpy): the pool's `Results` and, at each task's best restart,
-    log10 of the condition number of the column-scaled J^T J [tasks] and each free parameter's
-    sensitivity [tasks, n_free]."""
+    log10 of the condition number of the column-scaled J^T J [tasks], each free parameter's
+    sensitivity [tasks, n_free] and its share of J^T J's near-null space [tasks, n_free]."""
 
     results: pool.Results
     log10_cond: np.ndarray
     sensitivity: np.ndarray
+    null_share: np.ndarray
 
 
 def fit_of(grp: Group) -> programs.Fit:
@@ -98,13 +99,13 @@ def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning
     best = results.theta[np.arange(n_tasks), np.argmin(ranked, axis=1)]
     points = batch.points_only()
     check_fit = dataclasses.replace(fit_of(grp), table=None)
-    conds, sens = [], []
+    parts = []
     for first, last, size in _in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks):
         index = np.minimum(np.arange(first, first + size), last - 1)
-        cond, sensitivity = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
-        conds.append(np.asarray(cond)[: last - first])
-        sens.append(np.asarray(sensitivity)[: last - first])
-    return Outcome(results, np.concatenate(conds), np.concatenate(sens))
+        found = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
+        parts.append([np.asarray(item)[: last - first] for item in found])
+    cond, sensitivity, null_share = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return Outcome(results, cond, sensitivity, null_share)
 
 
 class Runner:
