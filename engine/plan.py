@@ -240,10 +240,15 @@ def summed_over_grid(law: kernels.Law, objective: Objective) -> bool:
 
 
 def table_size(n_values: int) -> int:
-    """Padded length of a table axis: a multiple of 16, or of 64 past 256 (a group has one table
-    shape, so fine steps cost no extra compiles within a job)."""
-    step = 16 if n_values <= 256 else 64
-    return -(-n_values // step) * step
+    """Padded length of a table's column axis: a power of two, at least 16. Each table shape is a
+    compiled program (~1-3 s on the 2-core CPU) and a job's families have many checkpoint counts;
+    a padded cell costs ~0.5 ns a lane-step, so octaves cost less than the compiles they save."""
+    return max(16, 1 << (max(int(n_values), 1) - 1).bit_length())
+
+
+def table_rows(n_values: int) -> int:
+    """Padded length of a table's row axis (model sizes): a power of two, at least 4."""
+    return max(4, 1 << (max(int(n_values), 1) - 1).bit_length())
 
 
 # Lanes x padded points (or table cells) up to which buckets of one program are merged into one batch,
@@ -261,7 +266,7 @@ def _table_rows(item: Prepared, n_pad: int) -> int:
     if not summed_over_grid(item.law, item.task.objective):
         return 0
     rows, columns = item.distinct[0].size, item.distinct[1].size
-    return rows if rows * table_size(columns) <= GRID_CELLS_PER_POINT * n_pad else 0
+    return rows if table_rows(rows) * table_size(columns) <= GRID_CELLS_PER_POINT * n_pad else 0
 
 
 def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) -> list[Group]:
@@ -279,7 +284,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
         n_pad = bucket_size(item.n_points)
         rows = _table_rows(item, n_pad)
         # (rows, length): tables of `rows` x about `length` cells, or (0, padded points).
-        shape = (rows, bucket_size(item.distinct[1].size)) if rows else (0, n_pad)
+        shape = (table_rows(rows), table_size(item.distinct[1].size)) if rows else (0, n_pad)
         key = GroupKey(item.law, item.task.objective, item.free, kind, n_restarts, rows > 0)
         buckets[(key, *shape)].append(item)
     # Small buckets of the same program merge upwards (padded to the larger shape) while the merged
@@ -322,7 +327,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
         shape = None
         if key.tables:
             n_columns = max(item.distinct[1].size for item in members)
-            shape = (max(item.distinct[0].size for item in members), table_size(n_columns))
+            shape = (table_rows(max(item.distinct[0].size for item in members)), table_size(n_columns))
         groups.append(Group(key, n_pad, members, shape))
     return groups
 
@@ -356,6 +361,25 @@ class TaskBatch(eqx.Module):
     def points_only(self) -> TaskBatch:
         """The same tasks without their tables."""
         return TaskBatch(self.inputs, self.target, self.coeff, self.theta_fixed)
+
+    def tables_only(self) -> TaskBatch:
+        """The same tasks as fits summed over their tables see them: one pseudo-point per table row
+        and column (the first point at that value, for its features) and the tables; targets and
+        weights live in the tables. Its shape is the table's, whatever the tasks' point counts.
+        inputs [tasks, rows + columns, n_inputs]."""
+        tables = self.tables
+        n_rows, n_columns = tables.row_point.shape[1], tables.column_point.shape[1]
+        index = np.concatenate([tables.row_point, tables.column_point], axis=1)
+        inputs = np.take_along_axis(np.asarray(self.inputs), index[..., None], axis=1)
+        n_tasks = index.shape[0]
+        spread = Tables(
+            row_point=np.broadcast_to(np.arange(n_rows), (n_tasks, n_rows)).copy(),
+            column_point=np.broadcast_to(n_rows + np.arange(n_columns), (n_tasks, n_columns)).copy(),
+            counts=tables.counts,
+            mean=tables.mean,
+            within=tables.within,
+        )
+        return TaskBatch(inputs, np.zeros(index.shape), np.zeros(index.shape), self.theta_fixed, spread)
 
     def take(self, index: np.ndarray) -> TaskBatch:
         """The tasks at `index` (numpy)."""

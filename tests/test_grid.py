@@ -67,7 +67,10 @@ def test_table_sums_equal_point_sums(fixed):
         np.testing.assert_allclose(getattr(on_table, key), getattr(on_points, key), rtol=1e-9, atol=1e-11 * scale)
 
 
-@pytest.mark.parametrize(("solver", "init", "rtol"), [("lm", 6, 1e-9), ("lbfgs", 6, 1e-6), ("lm", "screen", 1e-9)])
+@pytest.mark.parametrize(
+    ("solver", "init", "rtol"),
+    [("lm", 6, 1e-9), pytest.param("lbfgs", 6, 1e-6, marks=pytest.mark.slow), ("lm", "screen", 1e-9)],
+)
 def test_fit_many_on_tables_gives_the_point_fits(monkeypatch, solver, init, rtol):
     """Same fits either way: Levenberg-Marquardt, L-BFGS (gradient only) and grid screening (objective
     only). L-BFGS stops on looser tolerances, so rounding may move its end point further."""

@@ -104,8 +104,28 @@ def reproduced():
     return pl.DataFrame(cells)
 
 
+@pytest.fixture(scope="module")
+def t5_pile_main():
+    """The fast suite's sample of the reproduction: one family and variant, with 20 bootstrap
+    resamples per cell in the same job (`cells`), and the same job again (`again`)."""
+    data = lawfit.datasets.load("hitchhiker")
+    cells, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    again, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    return cells, again
+
+
+def test_reproduces_a_recorded_heatmap_row(t5_pile_main):
+    variant, family, k, train_model, expected = next(t for t in TARGETS if t[1] == "t5-pile")
+    _check_row(pl.DataFrame(t5_pile_main[0]), variant, family, k, train_model, expected)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "family", "k", "train_model", "expected"), TARGETS)
 def test_reproduces_recorded_heatmap_rows(reproduced, variant, family, k, train_model, expected):
+    _check_row(reproduced, variant, family, k, train_model, expected)
+
+
+def _check_row(reproduced, variant, family, k, train_model, expected):
     rows = reproduced.filter((pl.col("variant") == variant) & (pl.col("family") == family) & (pl.col("k") == k)).sort(
         "q"
     )
@@ -119,6 +139,7 @@ def test_reproduces_recorded_heatmap_rows(reproduced, variant, family, k, train_
             assert got == pytest.approx(want, abs=0.1)
 
 
+@pytest.mark.slow
 def test_one_model_final_cells(reproduced):
     final = reproduced.filter((pl.col("variant") == "one-model") & (pl.col("family") == "OPT") & (pl.col("q") == 1.0))
     for size, want in ONE_MODEL_FINAL.items():
@@ -150,12 +171,10 @@ def test_cli_json_and_heatmaps(tmp_path):
     assert redraw.stdout.split() == [str(tmp_path / "cells" / "hitchhiker_main_t5-pile.png")]
 
 
-def test_bootstrap_intervals_per_cell_in_the_same_job():
+def test_bootstrap_intervals_per_cell_in_the_same_job(t5_pile_main):
     """Resamples of each cell's training rows, fitted in the same job: each cell gets an ARE interval
     around its own ARE, and resampling is seeded."""
-    data = lawfit.datasets.load("hitchhiker")
-    cells, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
-    again, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    cells, again = t5_pile_main
     assert [c["are_lo"] for c in cells] == [c["are_lo"] for c in again]
     scored = [c for c in cells if c["are_percent"] is not None and c["bootstrap_ok"] >= 10]
     assert len(scored) >= 10

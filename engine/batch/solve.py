@@ -29,11 +29,19 @@ def fit_of(grp: Group) -> programs.Fit:
     return programs.Fit(grp.law, grp.objective, grp.free, grp.n_pad, grp.grid)
 
 
+def pool_fit(grp: Group) -> programs.Fit:
+    """The lanes' view: fits summed over tables see one pseudo-point per table row and column
+    (`TaskBatch.tables_only`), so their pools are keyed by the table shape alone."""
+    if grp.grid is None:
+        return fit_of(grp)
+    return dataclasses.replace(fit_of(grp), n_pad=grp.grid[0] + grp.grid[1])
+
+
 def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs.PoolKey]:
     """The ladder of pool shapes for `grp`, largest first. Short point series: one restart a row, so
     every lane takes any task's restart. Longer ones and table sums: a row holds one task, whose
     restarts share its data; a single task with many starts is one wide row that narrows in the tail."""
-    fit = fit_of(grp)
+    fit = pool_fit(grp)
     if grp.grid is None:
         lanes = min(tuning.pool_lanes, tuning.lane_points // grp.n_pad)
     else:
@@ -80,6 +88,8 @@ def starts_for(grp: Group, batch: TaskBatch, tuning: Tuning) -> np.ndarray:
     if grp.init_kind == "starts":
         return pack_starts(grp, members)
     fit = fit_of(grp)
+    if grp.init_kind == "screen" and grp.grid is not None:  # screening sums over the tables only
+        fit, batch = pool_fit(grp), batch.tables_only()
     n_tasks = len(members)
     grid = pack_starts(grp, members) if grp.init_kind == "screen" else None
     n_grid = grid.shape[1] if grid is not None else 0
@@ -128,7 +138,8 @@ class Runner:
         def finished(segment: pool.Segment) -> None:
             done(grp, diagnose(grp, batch, segment.results, self.tuning))
 
-        target.add(pool.Segment(batch, starts, finished))
+        lanes_batch = batch.tables_only() if grp.grid is not None else batch
+        target.add(pool.Segment(lanes_batch, starts, finished))
 
     @property
     def working(self) -> bool:
