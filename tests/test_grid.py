@@ -69,7 +69,11 @@ def test_table_sums_equal_point_sums(fixed):
 
 @pytest.mark.parametrize(
     ("solver", "init", "rtol"),
-    [("lm", 6, 1e-9), pytest.param("lbfgs", 6, 1e-6, marks=pytest.mark.slow), ("lm", "screen", 1e-9)],
+    [
+        pytest.param("lm", 6, 1e-9, marks=pytest.mark.slow),  # LM on tables: also every hitchhiker test
+        pytest.param("lbfgs", 6, 1e-6, marks=pytest.mark.slow),
+        ("lm", "screen", 1e-9),
+    ],
 )
 def test_fit_many_on_tables_gives_the_point_fits(monkeypatch, solver, init, rtol):
     """Same fits either way: Levenberg-Marquardt, L-BFGS (gradient only) and grid screening (objective

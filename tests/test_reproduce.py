@@ -26,7 +26,7 @@ def test_varpro_route_reaches_optimum(solver):
     _check(reproduce.chinchilla(solver=solver, init="varpro"), n_starts=8)
 
 
-@pytest.mark.parametrize("solver", ["lm", "lbfgs"])
+@pytest.mark.parametrize("solver", ["lm", pytest.param("lbfgs", marks=pytest.mark.slow)])
 def test_full_grid_reaches_optimum(solver):
     out = reproduce.chinchilla(solver=solver, init="grid")
     _check(out, n_starts=4500)
