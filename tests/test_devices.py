@@ -57,6 +57,7 @@ def test_two_devices_give_the_single_device_rows():
     )
 
 
+@pytest.mark.slow  # the two-device rows test below stays fast
 def test_reproduce_chinchilla_on_two_devices():
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"

@@ -39,6 +39,7 @@ def _run_cli(args, capsys):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # the fast suite runs the README's fit block (tests/test_readme.py), which checks the same
 def test_fit_end_to_end_recovers_parameters(tmp_path):
     path = tmp_path / "runs.csv"
     _runs().write_csv(path)
@@ -304,7 +305,7 @@ def test_pooled_families_are_non_unique_not_converged():
     different exponents; the row says so instead of reporting one of them as converged."""
     from lawfit.fitjob import fit_table
 
-    for restarts in ("varpro", "grid"):
+    for restarts in ("varpro", "screen"):  # the scan's starts, and the best 8 of the 4500-point grid
         row = fit_table(
             _runs(), "chinchilla", columns={"params": "N", "tokens": "D", "value": "loss"}, group_by=(),
             restarts=restarts,

@@ -106,11 +106,11 @@ def reproduced():
 
 @pytest.fixture(scope="module")
 def t5_pile_main():
-    """The fast suite's sample of the reproduction: one family and variant, with 20 bootstrap
+    """The fast suite's sample of the reproduction: one family and variant, with 10 bootstrap
     resamples per cell in the same job (`cells`), and the same job again (`again`)."""
     data = lawfit.datasets.load("hitchhiker")
-    cells, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
-    again, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=20, seed=1)
+    cells, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=10, seed=1)
+    again, _ = hitchhiker.run(data, families=("t5-pile",), variants=("main",), bootstrap=10, seed=1)
     return cells, again
 
 
@@ -176,7 +176,7 @@ def test_bootstrap_intervals_per_cell_in_the_same_job(t5_pile_main):
     around its own ARE, and resampling is seeded."""
     cells, again = t5_pile_main
     assert [c["are_lo"] for c in cells] == [c["are_lo"] for c in again]
-    scored = [c for c in cells if c["are_percent"] is not None and c["bootstrap_ok"] >= 10]
+    scored = [c for c in cells if c["are_percent"] is not None and c["bootstrap_ok"] >= 8]
     assert len(scored) >= 10
     for cell in scored:
         assert cell["are_lo"] <= cell["are_hi"]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from lawfit.cli import build_parser
@@ -65,6 +67,14 @@ def test_fit_your_own_runs_block_runs_in_order(tmp_path):
     assert "[family=small-lr] chinchilla: converged; A=" in proc.stdout
     assert "wrote my_fit/results.parquet, my_fit/points.parquet and 2 plot(s)" in proc.stdout
     assert "params_opt" in proc.stdout  # the --budget prediction's table
+    # The block's data come from known parameters (A = e^6, E = e^0.5, alpha 0.34, beta 0.28 for small-lr).
+    rows = pl.read_parquet(tmp_path / "my_fit" / "results.parquet").filter(pl.col("law") == "chinchilla")
+    truth = {"small-lr": (6.0, 0.5, 0.34, 0.28), "big-lr": (5.5, 0.6, 0.30, 0.33)}
+    for row in rows.to_dicts():
+        a, e, alpha, beta = truth[row["family"]]
+        assert row["status"] == "converged" and row["n_holdout"] == 5 and row["holdout_are_percent"] < 1.0
+        assert row["alpha"] == pytest.approx(alpha, abs=0.03) and row["beta"] == pytest.approx(beta, abs=0.03)
+        assert row["E"] == pytest.approx(np.exp(e), rel=0.05) and row["alpha_lo"] < row["alpha"] < row["alpha_hi"]
     assert sorted(p.name for p in (tmp_path / "my_fit").glob("*.png")) == [
         "fit_family_big-lr.png",
         "fit_family_small-lr.png",
