@@ -255,6 +255,9 @@ def table_rows(n_values: int) -> int:
 # and how much padded work that may add (padded / real).
 MERGE_WORK = 1 << 21
 MERGE_PADDING = 1.25
+# Below this much padded work a merged batch costs less than a millisecond a step whatever its
+# padding, far below the compiles (starts, pool, check: seconds) that a separate shape would cost.
+MERGE_ANY_PADDING = 1 << 18
 
 
 def _program_kind(init_kind: str) -> str:
@@ -313,7 +316,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
             members = merged[index][1] + buckets[bucket]
             rows, length = max(rows, group_rows), max(length, group_length)
             padded = len(members) * key.n_restarts * max(rows, 1) * length
-            if padded <= MERGE_WORK and padded <= MERGE_PADDING * (own + work):
+            if padded <= MERGE_WORK and (padded <= MERGE_PADDING * (own + work) or padded <= MERGE_ANY_PADDING):
                 merged[index] = (key, members)
                 open_group[key] = (index, own + work, rows, length)
                 continue
