@@ -80,7 +80,7 @@ def test_fit_many_on_tables_gives_the_point_fits(monkeypatch, solver, init, rtol
     only). L-BFGS stops on looser tolerances, so rounding may move its end point further."""
     rng = np.random.default_rng(4)
     tasks = [
-        learning_curves(rng, n_sizes=3 + k % 3, n_steps=40 + 9 * k, weights=k % 2 == 0, init=init) for k in range(8)
+        learning_curves(rng, n_sizes=3 + k % 3, n_steps=40 + 9 * k, weights=k % 2 == 0, init=init) for k in range(5)
     ]
     prepared = [plan.prepare(i, t) for i, t in enumerate(tasks)]
     assert all(grp.grid is not None for grp in plan.group(prepared, 8))
