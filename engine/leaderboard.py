@@ -24,7 +24,8 @@ from .plan import varpro_or_grid
 from .types import Objective, Task
 
 SCALE_INPUTS = {"params", "flops"}
-UNRANKED_NOT_CONVERGED = 0.5  # overall, a law with more of its windows not converged is not ranked
+UNRANKED_NO_OPTIMUM = 0.5  # overall, a law with more of its windows without an optimum is not ranked
+REACHED_OPTIMUM = ("converged", "ill-conditioned", "non-unique")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +188,10 @@ def rank(cells: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     Laws are ranked within a family by their median ARE over its windows, a window whose fit gave no
     finite prediction counting as an infinite error: a law that fails in half the windows ranks last.
-    The mean is over the scored windows only. Overall, a law with more than `UNRANKED_NOT_CONVERGED`
-    of its windows not converged is `ranked = False` and listed after the ranked ones.
+    The mean is over the scored windows only. Overall, a law with more than `UNRANKED_NO_OPTIMUM` of
+    its windows without an optimum (max-iter, bound-hit, non-finite, too few points, invalid input;
+    ill-conditioned and non-unique fits reached one, whose predictions are scored) is `ranked =
+    False` and listed after the ranked ones.
     """
     per_family = (
         cells.group_by("family", "law", maintain_order=True)
@@ -198,6 +201,7 @@ def rank(cells: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.len().alias("windows"),
             pl.col("are_percent").is_null().sum().alias("failed"),
             (pl.col("status") != "converged").sum().alias("not_converged"),
+            (~pl.col("status").is_in(REACHED_OPTIMUM)).sum().alias("no_optimum"),
         )
         .with_columns(pl.col("median_are_percent").rank("min").over("family").cast(pl.Int64).alias("rank"))
         .sort("family", "rank")
@@ -212,9 +216,10 @@ def rank(cells: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.col("windows").sum().alias("windows"),
             pl.col("failed").sum().alias("failed"),
             pl.col("not_converged").sum().alias("not_converged"),
+            pl.col("no_optimum").sum().alias("no_optimum"),
         )
-        # A law whose fits mostly did not converge has no standing among the others: listed, not ranked.
-        .with_columns((pl.col("not_converged") <= UNRANKED_NOT_CONVERGED * pl.col("windows")).alias("ranked"))
+        # A law whose fits mostly reached no optimum has no standing among the others: listed, not ranked.
+        .with_columns((pl.col("no_optimum") <= UNRANKED_NO_OPTIMUM * pl.col("windows")).alias("ranked"))
         .sort(pl.col("ranked").not_(), "mean_rank", "median_family_are_percent")
     )
     return per_family, overall
@@ -226,15 +231,17 @@ def markdown(per_family: pl.DataFrame, overall: pl.DataFrame, spec: Leaderboard,
 
     lines = [f"# Leaderboard: {title}", "", f"Protocol: {spec.describe()}.", "", "## Overall", ""]
     lines += [
-        "| rank | law | mean rank | median family ARE % | wins | families | windows | failed | not converged |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rank | law | mean rank | median family ARE % | wins | families | windows | failed | not converged "
+        "| no optimum |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     places = iter(range(1, overall.height + 1))
     for row in overall.to_dicts():
         place = next(places) if row["ranked"] else "unranked"
         lines.append(
             f"| {place} | {row['law']} | {row['mean_rank']:.2f} | {fmt(row['median_family_are_percent'])} | "
-            f"{row['wins']} | {row['families']} | {row['windows']} | {row['failed']} | {row['not_converged']} |"
+            f"{row['wins']} | {row['families']} | {row['windows']} | {row['failed']} | {row['not_converged']} | "
+            f"{row['no_optimum']} |"
         )
     laws = overall["law"].to_list()
     lines += [
@@ -256,8 +263,11 @@ def markdown(per_family: pl.DataFrame, overall: pl.DataFrame, spec: Leaderboard,
         "",
         "Key: ARE % is the absolute relative error of the held-out predictions. **—**: no finite value (at "
         "least half of the windows gave no finite prediction, so the median is infinite). **n/a**: the law "
-        "does not apply to the family (it lacks an input the law reads). **unranked**: more than "
-        f"{UNRANKED_NOT_CONVERGED:.0%} of the law's windows did not converge, so its errors are not compared; "
+        "does not apply to the family (it lacks an input the law reads). **failed**: windows with no finite "
+        "prediction. **not converged**: windows whose status is not `converged` (ill-conditioned and "
+        "non-unique included). **no optimum**: windows whose fit reached no optimum (max-iter, bound-hit, "
+        "non-finite, too few points). **unranked**: more than "
+        f"{UNRANKED_NO_OPTIMUM:.0%} of the law's windows reached no optimum, so its errors are not compared; "
         "its numbers are shown for reference.",
     ]
     return "\n".join(lines) + "\n"

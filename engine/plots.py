@@ -245,9 +245,11 @@ def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
             grid[families.index(row["family"]), laws.index(row["law"])] = row["median_are_percent"]
     height = max(4.0, 0.28 * len(families) + 1.5)
     fig, (bars, heat) = plt.subplots(1, 2, figsize=(6 + 0.9 * len(laws), height), width_ratios=(1, 1.6))
-    bars.barh(laws[::-1], overall["mean_rank"].to_numpy()[::-1], color="C0")
+    names = [law if ranked else f"{law} (unranked)" for law, ranked in zip(laws, overall["ranked"], strict=True)]
+    colours = ["C0" if ranked else "0.7" for ranked in overall["ranked"]]
+    bars.barh(names[::-1], overall["mean_rank"].to_numpy()[::-1], color=colours[::-1])
     bars.set_xlabel(f"mean rank over {len(families)} families (lower is better)")
-    bars.set_title("leaderboard")
+    bars.set_title("leaderboard (grey: unranked, most fits reached no optimum)", fontsize=9)
     failed = np.zeros(grid.shape, bool)
     for row in per_family.iter_rows(named=True):
         value = row["median_are_percent"]

@@ -125,7 +125,7 @@ def test_mostly_unconverged_laws_are_listed_unranked_and_the_markdown_explains_i
         }
     )  # fmt: skip
     per_family, overall = leaderboard.rank(cells)
-    assert overall.select("law", "ranked").rows() == [("y", True), ("x", False)]  # x: 3 of 4 not converged
+    assert overall.select("law", "ranked").rows() == [("y", True), ("x", False)]  # x: 3 of 4 reached no optimum
     text = leaderboard.markdown(per_family, overall, leaderboard.Leaderboard(), "t")
     assert "| 1 | y |" in text and "| unranked | x |" in text
     assert "1.3e+41" in text and "130000" not in text and "Key:" in text and "**n/a**" in text and "**—**" in text
@@ -166,3 +166,13 @@ def test_leaderboard_cli_writes_ranks_resumes_and_replots(tmp_path, capsys):
     assert cli.main(["plot", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out / "leaderboard.png")
     assert (out / "leaderboard.png").stat().st_size > 0
+
+
+def test_ill_conditioned_fits_reached_an_optimum_and_stay_ranked():
+    cells = pl.DataFrame(
+        {"family": ["f"] * 4, "k": [2, 2, 3, 3], "law": ["x", "y"] * 2, "are_percent": [1.0, 2.0, 1.5, 2.5],
+         "status": ["ill-conditioned", "max-iter", "non-unique", "bound-hit"]}
+    )  # fmt: skip
+    _, overall = leaderboard.rank(cells)
+    ranks = overall.select("law", "ranked", "not_converged", "no_optimum").rows()
+    assert ranks == [("x", True, 2, 0), ("y", False, 2, 2)]
