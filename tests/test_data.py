@@ -195,16 +195,16 @@ def test_cli_check_lists_every_problem(tmp_path):
         (["data", "show", "nope"], "unknown dataset 'nope'"),
     ],
 )
-def test_cli_errors_are_one_line(tmp_path, args, message):
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     bad_parquet = tmp_path / "bad.parquet"
     bad_parquet.write_text("not parquet")
     good = tmp_path / "good.csv"
     _runs().write_csv(good)
     args = [a.format(bad_parquet=bad_parquet, good=good) for a in args]
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli", *args], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert message in proc.stderr
-    assert proc.stderr.count("\n") == 1
+    from lawfit import cli  # in-process; tests/test_fit_cli.py checks a real process shows no traceback
+
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("lawfit: error: ")
 
 
