@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -595,16 +597,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "lawfit: interrupted; rerun the same command to resume"
+
+
+def _interrupted(signum, frame) -> None:
+    # Ctrl-C ends the process at once: a KeyboardInterrupt raised inside a callback (jax's gc hook, a
+    # worker thread's wait) can be swallowed. Finished chunks are already on disk, renamed into place
+    # whole, so the same command resumes from them.
+    sys.stderr.write(f"\n{INTERRUPTED}\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     enable_compile_cache()
+    previous = None
+    if not args.debug and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupted)
     try:
         return args.run(args)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        # Finished chunks are on disk (`--out`): the same command picks up from them.
-        print("\nlawfit: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - one line for the user; --debug shows the traceback
         if args.debug:
@@ -613,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lawfit: error: {message}", file=sys.stderr)
         return 2
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         from .cluster import disconnect
 
         disconnect()
