@@ -167,6 +167,7 @@ def main() -> None:
     }
     print(f"whole study ({len(study)} cells x 16 starts): {seconds:.2f} s, {n_fits / seconds:.0f} fits/s "
           f"(scipy {scipy_fit_rate:.0f} fits/s)")  # fmt: skip
+    figures["execution_layer"] = "lane-pool"
     print("wrote", write("hitchhiker_grid", figures))
 
 

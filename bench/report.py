@@ -61,7 +61,8 @@ def hitchhiker_section(result: dict) -> list[str]:
         machine_line(machine),
         "",
     ]
-    if "compiled_programs" not in fig.get("study_16_starts_bootstrap", {}):
+    lane_pool = fig.get("execution_layer") == "lane-pool"
+    if not lane_pool and "compiled_programs" not in fig.get("study_16_starts_bootstrap", {}):
         lines += [
             "**Recorded with the previous execution layer (batch compaction), before the lane-pool engine; "
             "not rerun since.**",
@@ -163,6 +164,9 @@ def main() -> None:
         section = SECTIONS.get(result["benchmark"])
         if section:
             lines += section(result)
+    notes = HERE / "NOTES.md"  # hand-written context for the runs (disturbed, not scripted, compared)
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip(), ""]
     (HERE / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote", HERE / "BENCHMARKS.md")
 
