@@ -240,9 +240,13 @@ def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
     laws = overall["law"].to_list()
     families = sorted(per_family["family"].unique().to_list())
     grid = np.full((len(families), len(laws)), np.nan)
+    applies = np.zeros(grid.shape, bool)
     for row in per_family.iter_rows(named=True):
+        at = families.index(row["family"]), laws.index(row["law"])
+        applies[at] = True
         if row["median_are_percent"] is not None and np.isfinite(row["median_are_percent"]):
-            grid[families.index(row["family"]), laws.index(row["law"])] = row["median_are_percent"]
+            grid[at] = row["median_are_percent"]
+    failed = applies & ~np.isfinite(grid)
     height = max(4.0, 0.28 * len(families) + 1.5)
     fig, (bars, heat) = plt.subplots(1, 2, figsize=(6 + 0.9 * len(laws), height), width_ratios=(1, 1.6))
     names = [law if ranked else f"{law} (unranked)" for law, ranked in zip(laws, overall["ranked"], strict=True)]
@@ -250,13 +254,6 @@ def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
     bars.barh(names[::-1], overall["mean_rank"].to_numpy()[::-1], color=colours[::-1])
     bars.set_xlabel(f"mean rank over {len(families)} families (lower is better)")
     bars.set_title("leaderboard (grey: unranked, most fits reached no optimum)", fontsize=9)
-    failed = np.zeros(grid.shape, bool)
-    for row in per_family.iter_rows(named=True):
-        value = row["median_are_percent"]
-        failed[families.index(row["family"]), laws.index(row["law"])] = value is None or not np.isfinite(value)
-    applies = np.zeros(grid.shape, bool)
-    for row in per_family.iter_rows(named=True):
-        applies[families.index(row["family"]), laws.index(row["law"])] = True
     heat.set_facecolor("white")  # n/a: the law does not apply to the family
     shown = np.log10(np.clip(grid, 0.1, 100.0))
     image = heat.imshow(shown, cmap="RdYlGn_r", vmin=-1, vmax=2, aspect="auto")

@@ -33,6 +33,13 @@ def _runs(seed=0, noise=0.002) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def _fit_process(path, out, *extra) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of `lawfit fit` on `path` in a fresh process, as a user runs it."""
+    argv = [sys.executable, "-m", "lawfit.cli", "fit", str(path), "--law", "chinchilla", "--map", GOOD_MAP,
+            "--group-by", "group", "--out", str(out), *extra]  # fmt: skip
+    return argv, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _run_cli(args, capsys):
     code = cli.main([str(a) for a in args])
     captured = capsys.readouterr()
@@ -44,13 +51,8 @@ def test_fit_end_to_end_recovers_parameters(tmp_path):
     path = tmp_path / "runs.csv"
     _runs().write_csv(path)
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lawfit.cli", "fit", str(path), "--law", "chinchilla", "--map",
-         "params=N,tokens=D,value=loss", "--group-by", "group", "--bootstrap", "20", "--holdout", "params>2e9",
-         "--out", str(out), "--json"],
-        capture_output=True, text=True, env=env, timeout=900,
-    )  # fmt: skip
+    argv, env = _fit_process(path, out, "--bootstrap", "20", "--holdout", "params>2e9", "--json")
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = {row["group"]: row for row in json.loads(proc.stdout)["results"]}
     assert set(results) == set(TRUTH)
@@ -283,12 +285,8 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path):
     path = tmp_path / "runs.csv"
     _runs().write_csv(path)
     out = tmp_path / "o"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lawfit.cli", "fit", str(path), "--law", "chinchilla", "--map", GOOD_MAP,
-         "--group-by", "group", "--bootstrap", "400", "--out", str(out), "--no-plot"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    argv, env = _fit_process(path, out, "--bootstrap", "400", "--no-plot")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 300
     while not (out / "parts").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # interrupt once the job is under way (its output folder exists)

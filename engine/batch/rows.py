@@ -117,10 +117,8 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
         thetas = np.repeat(full[k][None], picked.size, axis=0)
         thetas[:, free] = res.theta[k, picked]
         values = law.natural_columns(thetas)
-        ranges = ", ".join(
-            f"{natural[free[j]]} {np.min(values[natural[free[j]]]):.4g}..{np.max(values[natural[free[j]]]):.4g}"
-            for j in np.flatnonzero(apart[k])
-        )
+        named = [natural[free[j]] for j in np.flatnonzero(apart[k])]
+        ranges = ", ".join(f"{name} {np.min(values[name]):.4g}..{np.max(values[name]):.4g}" for name in named)
         messages[k] = (
             f"non-unique optimum: {picked.size} restarts within {at_best_rtol:g} of the best objective "
             f"disagree: {ranges}"
@@ -146,7 +144,7 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
         "evaluations": res.evaluations.sum(axis=1).astype(np.int64),
         "best_restart": best.astype(np.int64),
         "n_restarts": np.full(n, objective.shape[1], np.int64),
-        "n_at_best": np.where(finite, n_at_best, 0).astype(np.int64),
+        "n_at_best": n_at_best.astype(np.int64),
         "log10_cond": np.where(np.isfinite(log10_cond), log10_cond, np.nan),
         "message": pl.Series(messages, dtype=pl.String),
         "params": full,
