@@ -237,6 +237,8 @@ def tasks_from_frame(
     """
     frame = _as_frame(data)
     law = kernels.get(law)
+    if law.outputs:
+        frame = kernels.melt_outputs(frame, law, value=target)  # a point per (row, output)
     objective = Objective.parse(objective)
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(law.inputs))

@@ -257,17 +257,22 @@ def _reproduce_hitchhiker(args) -> int:
 
 
 def _fit(args) -> int:
+    from lawfit import kernels
     from lawfit.data.readers import parse_mapping, read_observations
 
     from . import fitjob
     from .plots import fit_plots
 
-    frame = read_observations(args.file, args.map)
-    laws = tuple(name.strip() for name in args.law.split(",") if name.strip())
-    from lawfit import kernels
-
+    laws = tuple(name.strip() for name in (args.law or "").split(",") if name.strip())
     for name in laws:
         kernels.get(name)  # unknown law: one-line error before any work
+    written = _formula_laws(args)
+    for law in written:
+        kernels.register(law)  # the job refers to laws by name
+    laws += tuple(law.name for law in written)
+    if not laws:
+        raise ValueError("lawfit fit: give --law NAME, --formula EXPR or --law-file FILE")
+    frame = read_observations(args.file, args.map)
     if args.delta <= 0:
         raise ValueError(f"--delta: expected a positive number, got {args.delta}")
     job = fitjob.FitJob(
@@ -310,6 +315,40 @@ def _fit(args) -> int:
         print(f"note: {plot_note}")
     print(f"wrote {out / 'results.parquet'}, {out / 'points.parquet'} and {len(plots)} plot(s)")
     return 0
+
+
+def _formula_laws(args) -> list:
+    """The laws of `--formula` (inputs: `--inputs`, else the formula's names that are columns of the
+    file or `--map` names) and of `--law-file`."""
+    from lawfit import kernels
+    from lawfit.data.readers import parse_mapping, read_table
+    from lawfit.kernels import formula
+
+    laws = kernels.laws_from_file(args.law_file) if args.law_file else []
+    if args.formula:
+        if args.inputs:
+            inputs = [x.strip() for x in args.inputs.split(",") if x.strip()]
+        else:
+            columns = set(read_table(args.file).columns) | set(parse_mapping(args.map))
+            names = formula.parse(args.formula).names
+            inputs = [name for name in names if name in columns]
+            if not inputs:
+                raise ValueError(
+                    f"--formula {args.formula!r}: none of its names {list(names)} is a column of {args.file} "
+                    "or a --map name; name the inputs with --inputs"
+                )
+        laws.append(
+            kernels.from_formula(
+                args.formula,
+                inputs=inputs,
+                bounds=formula.parse_bounds(args.bounds),
+                starts=formula.parse_starts(args.starts),
+                name=args.name,
+            )
+        )
+    elif args.bounds or args.starts or args.inputs:
+        raise ValueError("--bounds, --starts and --inputs describe a --formula; give one")
+    return laws
 
 
 def _leaderboard(args) -> int:
@@ -517,7 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit laws to every group of your own runs (CSV/Parquet/Arrow)")
     fit.add_argument("file", help="a CSV, TSV, Parquet or Arrow file, one row per measured point")
-    fit.add_argument("--law", required=True, help="law name(s), comma-separated (lawfit.laws.names())")
+    fit.add_argument("--law", help="law name(s), comma-separated (lawfit.laws.names())")
+    fit.add_argument("--formula", help="your own law as an expression, e.g. 'E + A*N^-alpha + B*D^-beta'")
+    fit.add_argument("--inputs", help="--formula: its names that are data columns (default: those in the file)")
+    fit.add_argument("--bounds", help="--formula: parameter boxes, e.g. 'E=0:10,A=0:1e4,alpha=0:2' (empty = open)")
+    fit.add_argument("--starts", help="--formula: start values, e.g. 'alpha=0.2|0.4' (default: draws in the bounds)")
+    fit.add_argument("--name", default="formula", help="--formula: the law's name in the results")
+    fit.add_argument("--law-file", help="a TOML file of [[law]] tables (formula, inputs, bounds, starts)")
     fit.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss")
     fit.add_argument("--group-by", default="family,metric", help="columns that split the rows into fits")
     fit.add_argument("--objective", default="huber-log", help="squared|huber - log|raw [- sum|mean]")

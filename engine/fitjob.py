@@ -171,6 +171,14 @@ def run(
     if job.bootstrap < 0:
         raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {job.bootstrap}")
     laws = [kernels.get(name) for name in job.laws]
+    if any(law.outputs for law in laws):
+        if len({law.outputs for law in laws}) > 1:
+            targets = "; ".join(f"{law.name}: {', '.join(law.outputs) or 'value'}" for law in laws)
+            raise ValueError(
+                "a multi-output law predicts its own target columns: fit it in a job of laws with the same "
+                f"outputs (got {targets})"
+            )
+        frame = kernels.melt_outputs(frame, laws[0])  # one row per (row, output), its measurement in `value`
     frame, notes = prepare_frame(frame, job)
     heldout = parse_holdout(job.holdout)
     frame = frame.with_columns((heldout if heldout is not None else pl.lit(False)).fill_null(False).alias("heldout"))
@@ -238,6 +246,9 @@ def run(
             predicted = np.full(part.height, np.nan)
         y = part["value"].cast(pl.Float64).to_numpy()
         held = part["heldout"].to_numpy()
+        for k, name in enumerate(law.outputs):  # per-output residuals of a jointly fitted law
+            mine = ~held & (part[kernels.formula.OUTPUT].to_numpy() == k)
+            out[f"sse_{name}"] = float(np.sum((y[mine] - predicted[mine]) ** 2))
         out["n_holdout"] = int(held.sum())
         out["holdout_are_percent"] = (
             float(100 * np.mean(np.abs(y[held] - predicted[held]) / np.abs(y[held]))) if held.any() else None

@@ -70,8 +70,11 @@ def _check_values(name: str, values: np.ndarray, *, positive: bool) -> None:
 
 def varpro_or_grid(law: kernels.Law, init, fallback: str = "grid"):
     """`init`, except that "varpro" falls back to `fallback` ("grid" or "screen") when the law has no
-    linear structure (for jobs that run many laws with one init setting)."""
-    return fallback if isinstance(init, str) and init == "varpro" and law.varpro is None else init
+    linear structure (for jobs that run many laws with one init setting), or to the law's own number
+    of random starts when it has one (`Law.random_starts`)."""
+    if not (isinstance(init, str) and init == "varpro" and law.varpro is None):
+        return init
+    return law.random_starts or fallback
 
 
 @functools.cache
@@ -85,6 +88,8 @@ def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.n
 
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
     """(init kind, starts [restarts, n_free] or None for varpro)."""
+    if isinstance(init, str) and init == "grid" and law.random_starts:
+        init = law.random_starts  # the law's default start set is random draws in its box
     if isinstance(init, str):
         if init in ("grid", "screen"):
             return init, _grid_for(law, free)[0]

@@ -6,6 +6,7 @@ from .base import Law, Separable, VarPro
 from .chinchilla import chinchilla, data_constrained, overtraining
 from .curves import bnsl_1, bnsl_2, compute, lr_annealing, m1, m2, m3, m4
 from .downstream import loss_to_loss, overtraining_downstream, sigmoid
+from .formula import FormulaError, from_formula, laws_from_file, melt_outputs
 from .kaplan import kaplan_nd, kaplan_ns
 
 _REGISTRY: dict[str, Law] = {}
@@ -52,4 +53,15 @@ for _law in (
 ):
     register(_law)
 
-__all__ = ["Law", "Separable", "VarPro", "get", "names", "register"]
+__all__ = [
+    "FormulaError",
+    "Law",
+    "Separable",
+    "VarPro",
+    "from_formula",
+    "get",
+    "laws_from_file",
+    "melt_outputs",
+    "names",
+    "register",
+]

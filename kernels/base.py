@@ -14,6 +14,10 @@ A law is written for ONE point set. The engine vmaps it over tasks and restarts.
   each parameter, written by hand; the engine differentiates automatically when absent.
 * `varpro` (optional) says which parameters enter linearly, so that the engine can solve them in
   closed form over a grid of the nonlinear ones (variable projection).
+* `outputs` (optional): the target columns of a multi-output law (`formula.from_formula`); its last
+  input is then the index of the output each point measures.
+* `random_starts` (optional): when > 0, the default start set is that many uniform draws in the
+  box of `init_grid` (for laws whose grid product would be too large, e.g. formula laws).
 * `separable` (optional) says that the prediction is a constant plus one term per input column;
   on data whose inputs take few distinct values (checkpoints of a few model sizes on a shared token
   grid) the engine then sums over the table of distinct values instead of over the points.
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jnp.ndarray
+MAX_GRID_STARTS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +110,8 @@ class Law:
     log_predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
     predict_jac: Callable[[Array, Array], tuple[Array, Sequence[Array]]] | None = None
     separable: Separable | None = None
+    outputs: tuple[str, ...] = ()
+    random_starts: int = 0
 
     def __post_init__(self) -> None:
         n_params = len(self.param_names)
@@ -192,6 +199,12 @@ def _natural_names(law: Law) -> tuple[str, ...]:
 def _grid_starts(law: Law) -> np.ndarray:
     # Built once per law: jobs of 10^5 tasks ask for it per task.
     axes = [law.init_grid[name] for name in law.param_names]
+    size = int(np.prod([len(axis) for axis in axes], dtype=np.float64))
+    if size > MAX_GRID_STARTS:
+        raise ValueError(
+            f"law {law.name!r}: its start grid is a product of {size:.3g} points (over {MAX_GRID_STARTS}); "
+            "ask for random starts instead (init=<number>)"
+        )
     grid = np.array(list(itertools.product(*axes)), dtype=np.float64)
     grid.flags.writeable = False
     return grid

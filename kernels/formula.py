@@ -1,0 +1,387 @@
+"""Laws written as formulas: `from_formula("E + A*N**-alpha + B*D**-beta", inputs=("N", "D"), ...)`.
+
+The text is parsed with Python's `ast` into a small whitelisted grammar (numbers, names, + - * / **
+(or ^), unary minus and a fixed set of functions) and turned into a jax function of (theta, inputs);
+nothing of the user's text is ever executed. The engine differentiates it automatically.
+
+A law may predict several target columns from one parameter vector (`formula` a mapping
+output -> expression). Such a law reads one more input, `OUTPUT`, the index of the output a point
+belongs to; `melt_outputs` turns a wide table (one column per output) into those points.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import Law
+
+Array = jnp.ndarray
+
+# The index column a multi-output law reads (which output each point is a measurement of).
+OUTPUT = "_output"
+
+
+def _sigmoid(x: Array) -> Array:
+    return jax.nn.sigmoid(x)
+
+
+def _softplus(x: Array) -> Array:
+    return jax.nn.softplus(x)
+
+
+# name -> (jax function, number of arguments)
+FUNCTIONS: dict[str, tuple[Callable[..., Array], int]] = {
+    "exp": (jnp.exp, 1),
+    "log": (jnp.log, 1),
+    "log10": (jnp.log10, 1),
+    "log2": (jnp.log2, 1),
+    "log1p": (jnp.log1p, 1),
+    "expm1": (jnp.expm1, 1),
+    "sqrt": (jnp.sqrt, 1),
+    "abs": (jnp.abs, 1),
+    "sign": (jnp.sign, 1),
+    "tanh": (jnp.tanh, 1),
+    "sigmoid": (_sigmoid, 1),
+    "softplus": (_softplus, 1),
+    "max": (jnp.maximum, 2),
+    "min": (jnp.minimum, 2),
+    "clip": (jnp.clip, 3),
+}
+CONSTANTS = {"pi": math.pi}
+# Functions whose argument must be positive when it is a bare input column.
+_NEEDS_POSITIVE = {"log", "log10", "log2", "sqrt"}
+_BINARY = {ast.Add: jnp.add, ast.Sub: jnp.subtract, ast.Mult: jnp.multiply, ast.Div: jnp.divide, ast.Pow: jnp.power}
+
+
+class FormulaError(ValueError):
+    """A formula that cannot be a law; the message names the formula and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """One parsed expression: its tree, the names it uses (first-use order) and the inputs it
+    needs positive (a bare input under log/sqrt or as the base of a non-integer power)."""
+
+    text: str
+    tree: ast.expr
+    names: tuple[str, ...]
+    positive: frozenset[str]
+
+
+def _fail(text: str, node: ast.AST | None, problem: str) -> FormulaError:
+    where = f" (at column {node.col_offset + 1})" if node is not None and hasattr(node, "col_offset") else ""
+    return FormulaError(f"formula {text!r}: {problem}{where}")
+
+
+def parse(text: str) -> Parsed:
+    """Parse one expression, refusing everything outside the grammar with a message naming it."""
+    if not isinstance(text, str) or not text.strip():
+        raise FormulaError(f"formula {text!r}: empty; write an expression such as 'E + A*N**-alpha'")
+    source = text.strip().replace("^", "**")  # researchers write N^-alpha; Python's ^ is xor
+    try:
+        tree = ast.parse(source, mode="eval").body
+    except SyntaxError as err:
+        raise FormulaError(f"formula {text!r}: syntax error at column {err.offset}: {err.msg}") from None
+    names: dict[str, None] = {}
+    positive: set[str] = set()
+
+    def bare_input(node: ast.expr) -> str | None:
+        # An input name, possibly scaled by a positive constant (N/1e9 is positive when N is).
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Div):
+            for inner, other in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(other, ast.Constant) and isinstance(other.value, int | float) and other.value > 0:
+                    return bare_input(inner)
+        return None
+
+    def visit(node: ast.expr) -> None:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+                raise _fail(text, node, f"only numbers may appear as constants, got {node.value!r}")
+        elif isinstance(node, ast.Name):
+            if node.id in FUNCTIONS:
+                raise _fail(text, node, f"{node.id!r} is a function; call it as {node.id}(...)")
+            if node.id not in CONSTANTS:
+                names.setdefault(node.id)
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINARY:
+                raise _fail(text, node, f"operator {type(node.op).__name__} is not allowed; use + - * / **")
+            if isinstance(node.op, ast.Pow):
+                exponent = node.right
+                integer = isinstance(exponent, ast.Constant) and float(exponent.value).is_integer()
+                if not integer and (base := bare_input(node.left)) is not None:
+                    positive.add(base)
+            visit(node.left)
+            visit(node.right)
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, ast.USub | ast.UAdd):
+                raise _fail(text, node, f"operator {type(node.op).__name__} is not allowed")
+            visit(node.operand)
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                called = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+                raise _fail(text, node, f"unknown function {called!r}; known: {', '.join(FUNCTIONS)}")
+            arity = FUNCTIONS[node.func.id][1]
+            if node.keywords or len(node.args) != arity:
+                count = len(node.args) + len(node.keywords)
+                raise _fail(text, node, f"{node.func.id}() takes {arity} argument(s), got {count}")
+            if node.func.id in _NEEDS_POSITIVE and (base := bare_input(node.args[0])) is not None:
+                positive.add(base)
+            for arg in node.args:
+                visit(arg)
+        elif isinstance(node, ast.Compare):
+            raise _fail(text, node, "comparisons are not allowed; use max(), min() or clip()")
+        else:
+            raise _fail(text, node, f"{type(node).__name__} is not allowed in a formula")
+
+    visit(tree)
+    return Parsed(text, tree, tuple(names), frozenset(positive))
+
+
+def _evaluate(node: ast.expr, env: Mapping[str, Array]) -> Array:
+    # Runs once per trace (under jit), so a tree walk costs nothing at solve time.
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return env[node.id] if node.id in env else CONSTANTS[node.id]
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_evaluate(node.left, env), _evaluate(node.right, env))
+    if isinstance(node, ast.UnaryOp):
+        value = _evaluate(node.operand, env)
+        return -value if isinstance(node.op, ast.USub) else value
+    assert isinstance(node, ast.Call)
+    return FUNCTIONS[node.func.id][0](*(_evaluate(arg, env) for arg in node.args))
+
+
+def _identity(raw: Array) -> Array:
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """predict(theta [n_params], feats [n_points, n_inputs]) -> [n_points] for parsed expressions."""
+
+    parsed: tuple[Parsed, ...]
+    params: tuple[str, ...]
+    inputs: tuple[str, ...]
+
+    def __call__(self, theta: Array, feats: Array) -> Array:
+        env = {name: theta[i] for i, name in enumerate(self.params)}
+        env |= {name: feats[:, j] for j, name in enumerate(self.inputs)}
+        ones = jnp.ones_like(feats[:, 0])
+        values = [ones * _evaluate(p.tree, env) for p in self.parsed]
+        if len(values) == 1:
+            return values[0]
+        # Multi-output: each point takes the expression of its output (the last input column).
+        which = feats[:, len(self.inputs)].astype(jnp.int32)
+        return jnp.stack(values)[which, jnp.arange(feats.shape[0])]
+
+
+def from_formula(
+    formula: str | Mapping[str, str],
+    *,
+    inputs: Sequence[str],
+    params: Sequence[str] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    starts: Mapping[str, Sequence[float]] | None = None,
+    name: str | None = None,
+    reference: str = "user formula",
+    random_starts: int = 64,
+) -> Law:
+    """A `Law` from one expression (or a mapping output column -> expression for a multi-output law).
+
+    inputs: names in the formula that are data columns; every other name is a parameter.
+    params: the parameters' order (default: order of first use); each must appear in the formula.
+    bounds: name -> (low, high) box bounds (None or +-inf for open); the solvers keep to them.
+    starts: name -> start values. When every parameter has a list, the default start set is their
+        product; otherwise `random_starts` points are drawn uniformly in each parameter's start box
+        (its listed values' range, else its bounds), so such a parameter needs finite bounds.
+    """
+    outputs = tuple(formula) if isinstance(formula, Mapping) else ()
+    texts = tuple(formula.values()) if isinstance(formula, Mapping) else (formula,)
+    label = "; ".join(f"{k} = {v}" for k, v in formula.items()) if outputs else str(formula)
+    if outputs and not texts:
+        raise FormulaError("formula: a multi-output law needs at least one output expression")
+    parsed = tuple(parse(text) for text in texts)
+    inputs = tuple(inputs)
+    if len(set(inputs)) != len(inputs):
+        raise FormulaError(f"formula {label!r}: inputs {inputs} repeat a name")
+    for given in inputs:
+        if given in FUNCTIONS or given in CONSTANTS or not given.isidentifier():
+            raise FormulaError(f"formula {label!r}: input name {given!r} is not usable as a symbol")
+    used = list(dict.fromkeys(n for p in parsed for n in p.names))
+    unused_inputs = [x for x in inputs if x not in used]
+    if unused_inputs:
+        raise FormulaError(f"formula {label!r}: input(s) {unused_inputs} are never used")
+    found = [n for n in used if n not in inputs]
+    bounds = dict(bounds or {})
+    starts = {k: tuple(float(v) for v in vs) for k, vs in (starts or {}).items()}
+    if params is None:
+        params = found
+    params = tuple(params)
+    declared = set(params) | set(bounds) | set(starts)
+    for given in declared:
+        if given in inputs:
+            raise FormulaError(f"formula {label!r}: {given!r} is both an input and a parameter")
+        if given not in used:
+            raise FormulaError(f"formula {label!r}: parameter {given!r} is never used in the formula")
+    unknown = [n for n in found if n not in params]
+    if unknown:
+        raise FormulaError(
+            f"formula {label!r}: unknown symbol(s) {unknown}: neither an input {list(inputs)} "
+            f"nor a parameter {list(params)}"
+        )
+    stray = sorted((set(bounds) | set(starts)) - set(params))
+    if stray:
+        raise FormulaError(f"formula {label!r}: bounds/starts for {stray}, which are not in params {list(params)}")
+    if not params:
+        raise FormulaError(f"formula {label!r}: no parameters to fit")
+
+    lower, upper, grid = [], [], {}
+    for p in params:
+        lo, hi = bounds.get(p, (None, None))
+        lo = -np.inf if lo is None else float(lo)
+        hi = np.inf if hi is None else float(hi)
+        if not lo < hi:
+            raise FormulaError(f"formula {label!r}: bounds of {p!r} must have low < high, got ({lo}, {hi})")
+        if p in starts:
+            values = starts[p]
+            if not values or not all(np.isfinite(values)) or any(v < lo or v > hi for v in values):
+                raise FormulaError(f"formula {label!r}: starts of {p!r} must be finite values within its bounds")
+            grid[p] = values
+        elif np.isfinite(lo) and np.isfinite(hi):
+            grid[p] = (lo, hi)
+        else:
+            raise FormulaError(
+                f"formula {label!r}: parameter {p!r} needs finite bounds or start values (to draw its starts)"
+            )
+        lower.append(lo)
+        upper.append(hi)
+    positive = tuple(x for x in inputs if any(x in p.positive for p in parsed))
+    all_grid = all(p in starts for p in params)
+    digest = hashlib.sha256(repr((label, inputs, params, lower, upper, grid)).encode()).hexdigest()[:8]
+    program = _Program(parsed, params, inputs)
+    return Law(
+        name=name or f"formula_{digest}",
+        param_names=params,
+        inputs=inputs + ((OUTPUT,) if outputs else ()),
+        predict=program,
+        formula=label,
+        reference=reference,
+        init_grid=grid,
+        features=_identity,
+        positive_inputs=positive,
+        lower=tuple(lower),
+        upper=tuple(upper),
+        outputs=outputs,
+        random_starts=0 if all_grid else int(random_starts),
+    )
+
+
+def melt_outputs(frame, law: Law, value: str = "value"):
+    """A wide Polars table (one column per output of `law`) -> one row per (row, output), with the
+    output's index in `OUTPUT` and its measurement in `value`; rows keep their other columns."""
+    import polars as pl
+
+    missing = [c for c in law.outputs if c not in frame.columns]
+    if missing:
+        raise ValueError(f"law {law.name!r} predicts {list(law.outputs)}; the table lacks {missing}")
+    keep = [c for c in frame.columns if c not in law.outputs and c not in (value, OUTPUT)]
+    parts = [
+        frame.select(keep).with_columns(pl.lit(float(k)).alias(OUTPUT), frame[column].cast(pl.Float64).alias(value))
+        for k, column in enumerate(law.outputs)
+    ]
+    return pl.concat(parts, how="vertical")
+
+
+def parse_bounds(spec: str | None) -> dict[str, tuple[float | None, float | None]]:
+    """`"A=0:1e4,alpha=0:2,E=0:"` -> {"A": (0, 1e4), "alpha": (0, 2), "E": (0, None)} (empty = open)."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        name, _, box = part.partition("=")
+        low, colon, high = box.partition(":")
+        if not name.strip() or not colon:
+            raise FormulaError(f"--bounds: expected name=low:high like 'alpha=0:2', got {part!r}")
+        try:
+            out[name.strip()] = tuple(float(v) if v.strip() else None for v in (low, high))  # type: ignore[assignment]
+        except ValueError:
+            raise FormulaError(f"--bounds: {part!r} has a bound that is not a number") from None
+    return out
+
+
+def parse_starts(spec: str | None) -> dict[str, tuple[float, ...]]:
+    """`"E=1|2,alpha=0.3"` -> {"E": (1.0, 2.0), "alpha": (0.3,)}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        name, eq, values = part.partition("=")
+        if not name.strip() or not eq:
+            raise FormulaError(f"--starts: expected name=v1|v2 like 'alpha=0.2|0.4', got {part!r}")
+        try:
+            out[name.strip()] = tuple(float(v) for v in values.split("|"))
+        except ValueError:
+            raise FormulaError(f"--starts: {part!r} has a value that is not a number") from None
+    return out
+
+
+LAW_FILE_KEYS = {"name", "formula", "outputs", "inputs", "params", "bounds", "starts", "reference", "random_starts"}
+
+
+def laws_from_file(path) -> list[Law]:
+    """Laws from a TOML file of `[[law]]` tables::
+
+    [[law]]
+    name = "two_term"
+    formula = "E + A*N**-alpha + B*D**-beta"      # or: outputs = {loss_a = "...", loss_b = "..."}
+    inputs = ["N", "D"]
+    bounds = {E = [0, 10], A = [0, 1e4], alpha = [0, 2], B = [0, 1e5], beta = [0, 2]}
+    starts = {alpha = [0.2, 0.4]}                  # optional
+    """
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        spec = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FormulaError(f"--law-file: no such file: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise FormulaError(f"--law-file {path}: not valid TOML: {err}") from None
+    tables = spec.get("law")
+    if not isinstance(tables, list) or not tables:
+        raise FormulaError(f"--law-file {path}: expected one or more [[law]] tables")
+    laws = []
+    for number, table in enumerate(tables, 1):
+        where = f"--law-file {path}, law {number}"
+        unknown = sorted(set(table) - LAW_FILE_KEYS)
+        if unknown:
+            raise FormulaError(f"{where}: unknown key(s) {unknown}; expected {sorted(LAW_FILE_KEYS)}")
+        if ("formula" in table) == ("outputs" in table):
+            raise FormulaError(f"{where}: give exactly one of 'formula' (one target) or 'outputs' (several)")
+        if "inputs" not in table:
+            raise FormulaError(f"{where}: 'inputs' (the data columns the formula reads) is required")
+        bounds = {k: tuple(v) for k, v in table.get("bounds", {}).items()}
+        for name, box in bounds.items():
+            if len(box) != 2:
+                raise FormulaError(f"{where}: bounds of {name!r} must be [low, high], got {list(box)}")
+        laws.append(
+            from_formula(
+                table.get("formula", table.get("outputs")),
+                inputs=table["inputs"],
+                params=table.get("params"),
+                bounds=bounds,
+                starts=table.get("starts"),
+                name=table.get("name"),
+                reference=table.get("reference", f"law file {path.name}"),
+                random_starts=int(table.get("random_starts", 64)),
+            )
+        )
+    return laws
