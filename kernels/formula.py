@@ -51,6 +51,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Array], int]] = {
     "tanh": (jnp.tanh, 1),
     "sigmoid": (_sigmoid, 1),
     "softplus": (_softplus, 1),
+    "logaddexp": (jnp.logaddexp, 2),
     "max": (jnp.maximum, 2),
     "min": (jnp.minimum, 2),
     "clip": (jnp.clip, 3),
