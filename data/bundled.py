@@ -74,3 +74,16 @@ def path(name: str) -> Path:
 def load(name: str) -> pl.DataFrame:
     """A bundled dataset as a Polars DataFrame in the observation schema."""
     return pl.read_parquet(path(name))
+
+
+SCALEBENCH = HERE / "scalebench"
+
+
+def scalebench(task: str, split: str = "train") -> pl.DataFrame:
+    """A ScaleBench task's train or test split as shipped (one row per run, the task's own columns)."""
+    tasks = sorted(p.name for p in SCALEBENCH.iterdir() if p.is_dir())
+    if task not in tasks:
+        raise ValueError(f"unknown ScaleBench task {task!r}; bundled: {', '.join(tasks)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return pl.read_parquet(SCALEBENCH / task / f"{split}.parquet")

@@ -41,6 +41,8 @@ def _reproduce(args) -> int:
 
     if args.name == "hitchhiker":
         return _reproduce_hitchhiker(args)
+    if args.name == "scalebench":
+        return _reproduce_scalebench(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
         if args.json:
@@ -78,6 +80,34 @@ def _reproduce(args) -> int:
             ("bootstrap", f"{boot['n_converged']}/{boot['n_resamples']} resamples converged, {boot['seconds']:.2f} s")
         )
     _print_table(rows)
+    return 0
+
+
+def _reproduce_scalebench(args) -> int:
+    from . import scalebench
+
+    tasks = [t.strip() for t in args.task.split(",")] if args.task else None
+    tasks = [t if t.endswith("_scaling_law") else f"{t}_scaling_law" for t in tasks] if tasks else None
+    out = scalebench.run(tasks, restarts=args.restarts, seed=args.seed, solver=args.solver, progress=None)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    by_task: dict[str, list[dict]] = {}
+    for entry in out["laws"]:
+        by_task.setdefault(entry["task"], []).append(entry)
+    for task, entries in by_task.items():
+        r2 = np.array([e["r2"] for e in entries])
+        print(
+            f"{task}: test R^2 mean {r2.mean():.3f} +- {r2.std():.3f} (ScaleBench 'All Data': "
+            f"{scalebench.PUBLISHED_R2[task]})"
+        )
+        for e in entries:
+            params = ", ".join(
+                f"{g['group']}: " + " ".join(f"{v:.4g}" for v in g["params"]) if g["params"] else f"{g['group']}: -"
+                for g in e["groups"]
+            )
+            print(f"  {e['law_id']:>5}  R^2 {e['r2']:+.4f}  objective {e['objective']:.6g}  {e['status']}  [{params}]")
+    print(f"{out['n_fits']} fits ({out['n_laws']} laws x groups) x {out['restarts']} starts in {out['seconds']:.1f} s")
     return 0
 
 
@@ -530,10 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
     rep.add_argument(
         "name",
-        choices=["chinchilla", "hitchhiker", "overtraining", "datablations"],
+        choices=["chinchilla", "hitchhiker", "overtraining", "datablations", "scalebench"],
         help="chinchilla: Epoch's refit of approach 3; hitchhiker: Choshen et al.'s ARE heatmaps; overtraining: "
-        "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*",
+        "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*; scalebench: every law of "
+        "six ScaleBench tasks, test R^2",
     )
+    rep.add_argument("--task", help="scalebench: tasks (comma-separated, e.g. moe,parallel); default all six")
+    rep.add_argument("--restarts", type=int, default=64, help="scalebench: uniform starts in each law's bounds")
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
     rep.add_argument(
         "--variant",

@@ -12,6 +12,11 @@ def load(name: str) -> pl.DataFrame:
     return bundled.load(name)
 
 
+def scalebench(task: str, split: str = "train") -> pl.DataFrame:
+    """A bundled ScaleBench task (e.g. "moe_scaling_law"), "train" or "test" split, in its own columns."""
+    return bundled.scalebench(task, split)
+
+
 def list() -> pl.DataFrame:  # noqa: A001 - the public name the API promises
     """One row per bundled dataset: name, rows, families, models (distinct runs), licence, description and
     `family_models` ([{family, models}, ...])."""

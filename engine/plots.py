@@ -121,9 +121,7 @@ def fit_plots(
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True, height_ratios=(3, 1.4))
         levels = sorted(first[series].unique().to_list()) if series else [None]
         colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(levels), 1)))
-        select = {
-            level: (pl.col(series) == level) if series else pl.lit(True) for level in levels
-        }
+        select = {level: (pl.col(series) == level) if series else pl.lit(True) for level in levels}
         for level, colour in zip(levels, colours, strict=True):
             rows = first.filter(select[level])
             held = rows["heldout"].to_numpy()

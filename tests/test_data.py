@@ -206,5 +206,3 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("lawfit: error: ")
-
-
