@@ -326,6 +326,8 @@ def _fit(args) -> int:
         return 0
     results.write_parquet(out / "results.parquet")
     points.write_parquet(out / "points.parquet")
+    if written:  # `lawfit predict/plot OUT` rebuild the formula laws from here
+        (out / "laws.json").write_text(json.dumps([kernels.formula.spec(law) for law in written], indent=1))
     columns = parse_mapping(args.map)
     (out / "columns.json").write_text(json.dumps(columns))  # `lawfit plot` labels axes with the user's names
     plots, plot_note = [], None
@@ -440,6 +442,12 @@ def _read_results(arg: str):
         path = path / "results.parquet"
     if not path.exists():
         raise FileNotFoundError(f"no such results file: {path}")
+    saved = path.parent / "laws.json"
+    if saved.exists():  # formula laws of `lawfit fit --formula/--law-file`
+        from lawfit import kernels
+
+        for spec in json.loads(saved.read_text()):
+            kernels.register(kernels.formula.from_spec(spec))
     try:
         return path, pl.read_parquet(path)
     except Exception as err:  # noqa: BLE001
@@ -528,8 +536,18 @@ def _predict(args) -> int:
         raise ValueError(f"{path} is not a lawfit results file (needs columns 'law' and 'theta')")
     given = (("params", args.params), ("tokens", args.tokens), ("flops", args.flops))
     values = {k: v for k, v in given if v is not None}
+    for part in filter(None, (p.strip() for p in (args.at or "").split(","))):
+        name, eq, number = part.partition("=")
+        try:
+            values[name.strip()] = float(number)
+        except ValueError:
+            raise ValueError(f"--at: expected NAME=NUMBER pairs like 'N=1e9,D=2e10', got {part!r}") from None
+        if not eq or not name.strip():
+            raise ValueError(f"--at: expected NAME=NUMBER pairs like 'N=1e9,D=2e10', got {part!r}")
     if not values and args.budget is None:
-        raise ValueError("predict: give --params/--tokens (or --flops) to predict at, or --budget for the optimum")
+        raise ValueError(
+            "predict: give --params/--tokens (or --flops, or --at for any input) to predict at, or --budget"
+        )
     table = fitjob.predict(results, values, flops_budget=args.budget)
     if args.json:
         print(json.dumps(table.to_dicts(), default=str))
@@ -645,6 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--params", type=float, help="model size N to predict at (parameters, > 0)")
     pred.add_argument("--tokens", type=float, help="training tokens D to predict at (> 0)")
     pred.add_argument("--flops", type=float, help="training compute C (FLOPs); default 6 N D")
+    pred.add_argument("--at", help="any law inputs, e.g. 'N=7e10,D=1.4e12' (formula laws' own names)")
     pred.add_argument("--budget", type=float, help="FLOP budget: compute-optimal N and D where the law allows")
     pred.add_argument("--json", action="store_true", help="JSON rows on stdout instead of a table")
     pred.set_defaults(run=_predict)

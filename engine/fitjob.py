@@ -264,9 +264,13 @@ def run(
 def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: float | None = None) -> pl.DataFrame:
     """Each result row's prediction at the given inputs (and the compute-optimal split of a FLOP budget
     for laws that have one)."""
+    # Sizes, the budget and every input a fitted law takes the log (or a fractional power) of must be > 0.
+    positive = {"params", "tokens", "flops", "budget"}
+    positive |= {c for name in results["law"].unique().to_list() for c in kernels.get(name).positive_inputs}
     for name, value in [*values.items(), *([("budget", flops_budget)] if flops_budget is not None else [])]:
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"predict --{name}: expected a positive finite number (laws take its log), got {value!r}")
+        if not np.isfinite(value) or (name in positive and not value > 0):
+            need = "a positive finite number (laws take its log)" if name in positive else "a finite number"
+            raise ValueError(f"predict --{name}: expected {need}, got {value!r}")
     labels = results.columns[: results.columns.index("law")]
     rows = []
     for row in results.to_dicts():

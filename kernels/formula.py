@@ -288,6 +288,44 @@ def from_formula(
     )
 
 
+def spec(law: Law) -> dict:
+    """A formula law as plain data (JSON-able): `from_spec(spec(law))` rebuilds it, e.g. in the
+    process that later predicts from saved results."""
+    if not isinstance(law.predict, _Program):
+        raise ValueError(f"law {law.name!r} is not a formula law")
+    program = law.predict
+    texts = [p.text for p in program.parsed]
+    bounds = {p: [lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None]
+              for p, lo, hi in zip(law.param_names, law.lower, law.upper, strict=True)}  # fmt: skip
+    out = {
+        "name": law.name,
+        "formula": dict(zip(law.outputs, texts, strict=True)) if law.outputs else texts[0],
+        "inputs": list(program.inputs),
+        "params": list(law.param_names),
+        "bounds": bounds,
+        "reference": law.reference,
+        "random_starts": law.random_starts or 64,
+    }
+    if not law.random_starts:
+        out["starts"] = {p: list(v) for p, v in law.init_grid.items()}
+    return out
+
+
+def from_spec(data: Mapping) -> Law:
+    """The law `spec` described."""
+    bounds = {p: tuple(box) for p, box in data.get("bounds", {}).items()}
+    return from_formula(
+        data["formula"],
+        inputs=data["inputs"],
+        params=data.get("params"),
+        bounds=bounds,
+        starts=data.get("starts"),
+        name=data.get("name"),
+        reference=data.get("reference", "user formula"),
+        random_starts=int(data.get("random_starts", 64)),
+    )
+
+
 def melt_outputs(frame, law: Law, value: str = "value"):
     """A wide Polars table (one column per output of `law`) -> one row per (row, output), with the
     output's index in `OUTPUT` and its measurement in `value`; rows keep their other columns."""

@@ -155,6 +155,12 @@ def test_fit_cli_takes_a_formula_over_any_covariate(tmp_path):
     (row,) = json.loads(done.stdout)["results"]
     assert row["status"] == "converged"
     assert row["alpha"] == pytest.approx(0.3, rel=1e-5) and row["beta"] == pytest.approx(0.1, rel=1e-5)
+    # A later process predicts from the saved results (the law is rebuilt from lawfit-out/laws.json).
+    done = _run_cli("predict", "lawfit-out", "--at", "N=1e10,experts=64", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (prediction,) = json.loads(done.stdout)
+    expected = row["L"] + row["A"] * 1e10 ** -row["alpha"] * 64.0 ** -row["beta"]
+    assert prediction["prediction"] == pytest.approx(expected, rel=1e-12)
     # A name in the formula that is neither a column nor bounded is refused with one line.
     bad = _run_cli("fit", "moe.csv", "--formula", "L + A*N^-alpha*expert^-beta", "--map", "N=dense,value=loss",
                    "--bounds", "L=0:5,A=0:1e4,alpha=0:1,beta=0:1", "--no-plot", cwd=tmp_path)  # fmt: skip
@@ -232,3 +238,23 @@ def test_scalebench_task_end_to_end_on_a_small_slice():
     ours = next(e for e in out["laws"] if e["law_id"] == "sl_2")["objective"]
     assert ours <= total * (1 + 1e-6)
     assert scalebench.r_squared(np.ones(3), np.ones(3)) == 1.0 and scalebench.r_squared(np.ones(3), np.zeros(3)) == -1.0
+
+
+def test_many_parameter_law_matches_least_squares():
+    """A 12-parameter law (linear regression on 11 covariates) goes through the stacked evaluation
+    and factorisation used above `UNROLL_MAX` free parameters; LM must land on numpy's lstsq."""
+    from lawfit.solvers.linalg import UNROLL_MAX
+
+    n_inputs = 11
+    assert n_inputs + 1 > UNROLL_MAX
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(80, n_inputs))
+    y = 0.5 + x @ rng.normal(size=n_inputs) + rng.normal(0, 0.01, 80)
+    names = [f"x{k}" for k in range(n_inputs)]
+    text = "w + " + " + ".join(f"b{k}*x{k}" for k in range(n_inputs))
+    law = from_formula(text, inputs=names, bounds={p: (-10, 10) for p in ["w", *(f"b{k}" for k in range(n_inputs))]})
+    frame = pl.DataFrame({**{name: x[:, k] for k, name in enumerate(names)}, "value": y})
+    fit = lawfit.fit(law, frame, objective="squared-raw")
+    exact, *_ = np.linalg.lstsq(np.column_stack([np.ones(80), x]), y, rcond=None)
+    np.testing.assert_allclose(fit.theta, exact, rtol=1e-8, atol=1e-10)
+    assert fit.objective == pytest.approx(np.sum((np.column_stack([np.ones(80), x]) @ exact - y) ** 2), rel=1e-10)

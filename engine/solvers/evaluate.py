@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from ..objectives import residual_and_slope
 from ..types import Objective
 from .base import Evaluation
+from .linalg import UNROLL_MAX
 
 # Long series are scanned in blocks of points: at most BLOCK_MAX points a step, at least
 # BLOCK_MIN_STEPS steps (one point a step was fastest on short series).
@@ -54,8 +55,12 @@ class Evaluator(eqx.Module):
             return pred, [jac[i] for i in self.free]
         fn = self.law.log_predict if log_space else self.law.predict
         pred, linear = jax.linearize(lambda th: fn(th, feats), theta_full)
-        zeros = [jnp.zeros_like(row) for row in theta_full]
         ones = jnp.ones_like(theta_full[0])
+        if len(self.free) > UNROLL_MAX:  # one batched tangent pass instead of a traced copy per parameter
+            basis = jnp.eye(len(theta_full))[jnp.array(self.free)]
+            jac = jax.vmap(lambda e: linear(tuple(e[j] * ones for j in range(len(theta_full)))))(basis)
+            return pred, list(jac)
+        zeros = [jnp.zeros_like(row) for row in theta_full]
         return pred, [linear(tuple(ones if j == i else zeros[j] for j in range(len(zeros)))) for i in self.free]
 
     def _block(self, n_pad: int) -> int:
@@ -144,6 +149,8 @@ class Evaluator(eqx.Module):
                 products = [p.reshape(lanes, block).sum(axis=1) for p in products]
             return tuple(total + p for total, p in zip(acc, products, strict=True)), None
 
+        if n_free > UNROLL_MAX:
+            return self._stacked(theta_rows, points, lanes, block, per_lane, n_tasks, n_restarts, n_free)
         acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
         sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll if block == 1 else 1)
         matrix = [[None] * size for _ in range(size)]
@@ -154,4 +161,44 @@ class Evaluator(eqx.Module):
         if not self.hessian:
             return Evaluation(f, grad)
         hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
+        return Evaluation(f, grad, hess)
+
+    def _stacked(self, theta_rows, points, lanes, block, per_lane, n_tasks, n_restarts, n_free):
+        """The same pass for laws of many free parameters: J as one [n_free, lanes] array and J^T W J
+        as one [n_free, n_free, lanes] sum (the per-entry form above has n_free^2 / 2 arrays, whose
+        compile time grows past what it saves)."""
+        n_restarts_block = n_restarts
+
+        def body(acc, point):
+            feats, *values = point
+            feats = jnp.stack([feats[j] for j in range(feats.shape[0])], axis=-1)
+            if block > 1:
+                feats = jnp.repeat(feats, n_restarts_block, axis=0).reshape(lanes * block, -1)
+                values = [jnp.repeat(x, n_restarts_block, axis=0).reshape(-1) for x in values]
+            else:
+                feats, values = per_lane(feats[:, 0]), [per_lane(x[:, 0]) for x in values]
+            target, coeff, root = values
+            pred, jac = self._prediction_and_jacobian(theta_rows, feats)
+            jac = jnp.stack(jac)  # [n_free, lanes * block]
+            if self.hessian:
+                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True, root=root)
+                hess = (weight * jac)[:, None, :] * jac[None, :, :]
+            else:
+                s, slope = residual_and_slope(self.objective, target, pred, coeff, root=root)
+                hess = jnp.zeros((n_free, n_free, jac.shape[-1]))
+            grad, f2 = (slope * s) * jac, s * s
+            if block > 1:
+                grad = grad.reshape(n_free, lanes, block).sum(axis=-1)
+                hess = hess.reshape(n_free, n_free, lanes, block).sum(axis=-1)
+                f2 = f2.reshape(lanes, block).sum(axis=-1)
+            f_acc, g_acc, h_acc = acc
+            return (f_acc + f2, g_acc + grad, h_acc + hess), None
+
+        acc0 = (jnp.zeros(lanes), jnp.zeros((n_free, lanes)), jnp.zeros((n_free, n_free, lanes)))
+        (f2, grad, hess), _ = jax.lax.scan(body, acc0, points)
+        f = 0.5 * f2.reshape(n_tasks, n_restarts)
+        grad = jnp.moveaxis(grad, 0, -1).reshape(n_tasks, n_restarts, n_free)
+        if not self.hessian:
+            return Evaluation(f, grad)
+        hess = jnp.moveaxis(hess, (0, 1), (-2, -1)).reshape(n_tasks, n_restarts, n_free, n_free)
         return Evaluation(f, grad, hess)
