@@ -144,10 +144,41 @@ def scale_section(result: dict) -> list[str]:
     return lines
 
 
+def scalebench_section(result: dict) -> list[str]:
+    fig, machine = result["figures"], result["machine"]
+    lines = [
+        "## scalebench — ScaleBench's laws: one lawfit job vs the benchmark's scipy L-BFGS-B procedure",
+        "",
+        f"{machine_line(machine)} Tasks: {', '.join(t.removesuffix('_scaling_law') for t in fig['tasks'])}; "
+        f"{fig['restarts']} uniform starts per law and group, at most 2000 iterations / steps per start.",
+        "",
+        "| task | laws | scipy s | lawfit better | scipy better | same (1e-6 rel) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, entry in fig["per_task"].items():
+        n = entry["lawfit_better"] + entry["scipy_better"] + entry["same"]
+        lines.append(
+            f"| {task.removesuffix('_scaling_law')} | {n} | {entry['scipy_seconds']:.1f} | {entry['lawfit_better']} | "
+            f"{entry['scipy_better']} | {entry['same']} |"
+        )
+    lines += [
+        "",
+        f"lawfit, whole job: first run in the bench process {fig['lawfit_first_run_seconds']:.1f} s (compiling), "
+        f"warm {fig['lawfit_warm_seconds']:.1f} s, `lawfit reproduce scalebench` in a fresh process "
+        f"{fig['lawfit_fresh_process_seconds']:.1f} s; scipy {fig['scipy_seconds']:.1f} s: "
+        f"**{fig['ratio_warm']:.1f}x warm, {fig['ratio_fresh_process']:.1f}x fresh process**. "
+        f"lawfit's train objective <= scipy's (rel 1e-6) on "
+        f"{fig['lawfit_objective_at_most_scipy']}/{fig['laws']} laws.",
+        "",
+    ]
+    return lines
+
+
 SECTIONS = {
     "chinchilla_grid": chinchilla_section,
     "hitchhiker_grid": hitchhiker_section,
     "scale": scale_section,
+    "scalebench": scalebench_section,
 }
 
 

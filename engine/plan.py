@@ -78,12 +78,17 @@ def varpro_or_grid(law: kernels.Law, init, fallback: str = "grid"):
 
 
 @functools.cache
-def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distinct grid starts over the free parameters, their box low and high), once per law."""
-    grid = law.grid_starts()[:, list(free)]
-    starts = np.unique(grid, axis=0)
+def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> np.ndarray:
+    """The distinct grid starts over the free parameters, once per law."""
+    starts = np.unique(law.grid_starts()[:, list(free)], axis=0)
     starts.flags.writeable = False
-    return starts, grid.min(axis=0), grid.max(axis=0)
+    return starts
+
+
+def _box_of(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each free parameter's start box: the range of its grid values (no grid product is built)."""
+    axes = [law.init_grid[law.param_names[i]] for i in free]
+    return np.array([min(a) for a in axes], dtype=np.float64), np.array([max(a) for a in axes], dtype=np.float64)
 
 
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
@@ -92,7 +97,7 @@ def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> 
         init = law.random_starts  # the law's default start set is random draws in its box
     if isinstance(init, str):
         if init in ("grid", "screen"):
-            return init, _grid_for(law, free)[0]
+            return init, _grid_for(law, free)
         if init == "varpro":
             if law.varpro is None:
                 raise ValueError(f"law {law.name!r} has no linear structure: init='varpro' is not available")
@@ -103,7 +108,7 @@ def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> 
     if isinstance(init, int | np.integer):
         if init < 1:
             raise ValueError(f"init: number of random starts must be >= 1, got {init}")
-        _, low, high = _grid_for(law, free)
+        low, high = _box_of(law, free)
         spread = np.where(high > low, 0.0, 0.5 * np.maximum(np.abs(low), 1.0))
         rng = np.random.default_rng(seed)
         starts = rng.uniform(low - spread, high + spread, size=(int(init), len(free)))
