@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Law
+from .base import Law, VarPro
 
 Array = jnp.ndarray
 
@@ -187,6 +187,84 @@ class _Program:
         return jnp.stack(values)[which, jnp.arange(feats.shape[0])]
 
 
+# Variable projection for formula laws: at most this many nonlinear parameters, each scanned on
+# this many points evenly spread inside its bounds (12^3 = 1728 grid points at most).
+VARPRO_MAX_NONLINEAR = 3
+VARPRO_POINTS = 12
+
+
+def _terms(node: ast.expr, sign: float = 1.0) -> list[tuple[float, ast.expr]]:
+    """The top-level sum of an expression as (sign, term) pairs."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+        right = -sign if isinstance(node.op, ast.Sub) else sign
+        return _terms(node.left, sign) + _terms(node.right, right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _terms(node.operand, -sign)
+    return [(sign, node)]
+
+
+def _factors(node: ast.expr) -> list[ast.expr]:
+    """The multiplicative factors of a term (numerators of divisions included, denominators kept whole)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return _factors(node.left) + _factors(node.right)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return _factors(node.left) + [node]
+    return [node]
+
+
+def _names_in(node: ast.expr) -> list[str]:
+    return [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+
+
+def linear_parameters(text: str, params: Sequence[str]) -> dict[str, tuple[float, ast.expr]]:
+    """Parameters a formula is linear in, each with (sign, the term it multiplies): a parameter that
+    is a bare factor of exactly one top-level term and appears nowhere else. Only formulas in which
+    every term has such a coefficient (no free offset) qualify; otherwise {}."""
+    tree = parse(text).tree
+    uses = {p: _names_in(tree).count(p) for p in params}
+    found: dict[str, tuple[float, ast.expr]] = {}
+    for sign, term in _terms(tree):
+        coefficient = [f.id for f in _factors(term) if isinstance(f, ast.Name) and uses.get(f.id) == 1]
+        if not coefficient:
+            return {}
+        found[coefficient[0]] = (sign, term)
+    return found
+
+
+def _varpro(parsed: Parsed, params, inputs, lower, upper) -> VarPro | None:
+    """The linear structure of a one-output formula, when it has one the engine can scan."""
+    linear = linear_parameters(parsed.text, params)
+    nonlinear = [p for p in params if p not in linear]
+    if not linear or not 0 < len(nonlinear) <= VARPRO_MAX_NONLINEAR:
+        return None
+    index = {p: i for i, p in enumerate(params)}
+    if not all(np.isfinite(lower[index[p]]) and np.isfinite(upper[index[p]]) for p in nonlinear):
+        return None
+    lows = [lower[index[p]] for p in linear]
+    if all(lo >= 0 for lo in lows):
+        nonneg = True
+    elif all(lo == -np.inf for lo in lows):
+        nonneg = False
+    else:
+        return None  # mixed coefficient bounds: the scan's closed form cannot honour them
+    grid = tuple(
+        tuple(np.linspace(lower[index[p]], upper[index[p]], VARPRO_POINTS + 2)[1:-1].tolist()) for p in nonlinear
+    )
+    columns = [(name, sign, term) for name, (sign, term) in linear.items()]
+
+    def basis(theta_nl: Array, feats: Array) -> Array:
+        env = {p: theta_nl[i] for i, p in enumerate(nonlinear)} | {name: 1.0 for name, _, _ in columns}
+        env |= {name: feats[:, j] for j, name in enumerate(inputs)}
+        ones = jnp.ones_like(feats[:, 0])
+        return jnp.stack([sign * ones * _evaluate(term, env) for _, sign, term in columns], axis=1)
+
+    def assemble(theta_nl: Array, coef: Array) -> Array:
+        values = {p: theta_nl[i] for i, p in enumerate(nonlinear)} | {c[0]: coef[j] for j, c in enumerate(columns)}
+        return jnp.stack([values[p] for p in params])
+
+    return VarPro(nonlinear=tuple(nonlinear), grid=grid, basis=basis, assemble=assemble, nonneg=nonneg)
+
+
 def from_formula(
     formula: str | Mapping[str, str],
     *,
@@ -271,6 +349,7 @@ def from_formula(
     all_grid = all(p in starts for p in params)
     digest = hashlib.sha256(repr((label, inputs, params, lower, upper, grid)).encode()).hexdigest()[:8]
     program = _Program(parsed, params, inputs)
+    varpro = None if outputs else _varpro(parsed[0], params, inputs, lower, upper)
     return Law(
         name=name or f"formula_{digest}",
         param_names=params,
@@ -285,6 +364,7 @@ def from_formula(
         upper=tuple(upper),
         outputs=outputs,
         random_starts=0 if all_grid else int(random_starts),
+        varpro=varpro,
     )
 
 

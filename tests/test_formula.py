@@ -259,3 +259,21 @@ def test_many_parameter_law_matches_least_squares():
     exact, *_ = np.linalg.lstsq(np.column_stack([np.ones(80), x]), y, rcond=None)
     np.testing.assert_allclose(fit.theta, exact, rtol=1e-8, atol=1e-10)
     assert fit.objective == pytest.approx(np.sum((np.column_stack([np.ones(80), x]) @ exact - y) ** 2), rel=1e-10)
+
+
+def test_linear_coefficients_are_found_and_give_variable_projection_starts():
+    from lawfit.kernels.formula import linear_parameters
+
+    assert list(linear_parameters("E + A*N**-alpha + B*D**-beta", ["E", "A", "alpha", "B", "beta"])) == ["E", "A", "B"]
+    assert list(linear_parameters("E - A*x/(1 + k*x)", ["E", "A", "k"])) == ["E", "A"]
+    assert linear_parameters("1 + A*x", ["A"]) == {}  # a free offset: no linear structure
+    assert linear_parameters("(A*N**-alpha + E)*S**-beta", ["A", "alpha", "E", "beta"]) == {}
+    law = from_formula("E + A*N**-alpha + B*D**-beta", inputs=("N", "D"), bounds=BOX)
+    assert law.varpro is not None and law.varpro.nonlinear == ("alpha", "beta") and law.varpro.nonneg
+    rng = np.random.default_rng(0)
+    n, d = np.exp(rng.uniform(17, 23, 60)), np.exp(rng.uniform(20, 27, 60))
+    y = (1.7 + 400 * n**-0.34 + 410 * d**-0.28) * np.exp(rng.normal(0, 0.01, 60))
+    data = {"N": n, "D": d, "value": y}
+    scanned, drawn = lawfit.fit(law, data, init="varpro"), lawfit.fit(law, data, init=64)
+    assert scanned.status == "converged" and scanned.objective == pytest.approx(drawn.objective, rel=1e-9)
+    assert scanned.restarts.height == 8  # the scan's best points, not 64 draws
