@@ -96,6 +96,9 @@ class Evaluator(eqx.Module):
         `hessian`, hess [tasks, restarts, n_free, n_free].
         """
         n_tasks, n_restarts, n_free = theta.shape
+        if n_free > UNROLL_MAX:
+            full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
+            return self._stacked(problems, full.at[:, :, jnp.asarray(self.free)].set(theta), n_free)
         if points is None:
             points = self.layout(problems, n_restarts)
         full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
@@ -149,8 +152,6 @@ class Evaluator(eqx.Module):
                 products = [p.reshape(lanes, block).sum(axis=1) for p in products]
             return tuple(total + p for total, p in zip(acc, products, strict=True)), None
 
-        if n_free > UNROLL_MAX:
-            return self._stacked(theta_rows, points, lanes, block, per_lane, n_tasks, n_restarts, n_free)
         acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
         sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll if block == 1 else 1)
         matrix = [[None] * size for _ in range(size)]
@@ -163,42 +164,24 @@ class Evaluator(eqx.Module):
         hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
         return Evaluation(f, grad, hess)
 
-    def _stacked(self, theta_rows, points, lanes, block, per_lane, n_tasks, n_restarts, n_free):
-        """The same pass for laws of many free parameters: J as one [n_free, lanes] array and J^T W J
-        as one [n_free, n_free, lanes] sum (the per-entry form above has n_free^2 / 2 arrays, whose
-        compile time grows past what it saves)."""
-        n_restarts_block = n_restarts
+    def _stacked(self, problems, full, n_free):
+        """The same quantities for laws of many free parameters, per lane over all its points at once:
+        J as one [n_free, n_points] array, g = J s', J^T W J as one matrix product (the per-entry
+        accumulation above has n_free^2 / 2 arrays per point: slow to compile and to run)."""
 
-        def body(acc, point):
-            feats, *values = point
-            feats = jnp.stack([feats[j] for j in range(feats.shape[0])], axis=-1)
-            if block > 1:
-                feats = jnp.repeat(feats, n_restarts_block, axis=0).reshape(lanes * block, -1)
-                values = [jnp.repeat(x, n_restarts_block, axis=0).reshape(-1) for x in values]
-            else:
-                feats, values = per_lane(feats[:, 0]), [per_lane(x[:, 0]) for x in values]
-            target, coeff, root = values
-            pred, jac = self._prediction_and_jacobian(theta_rows, feats)
-            jac = jnp.stack(jac)  # [n_free, lanes * block]
+        def lane(theta, feats, target, coeff):
+            pred, jac = self._prediction_and_jacobian(tuple(theta[i] for i in range(theta.shape[0])), feats)
+            jac = jnp.stack(jac)  # [n_free, n_points]
             if self.hessian:
-                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True, root=root)
-                hess = (weight * jac)[:, None, :] * jac[None, :, :]
+                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
             else:
-                s, slope = residual_and_slope(self.objective, target, pred, coeff, root=root)
-                hess = jnp.zeros((n_free, n_free, jac.shape[-1]))
-            grad, f2 = (slope * s) * jac, s * s
-            if block > 1:
-                grad = grad.reshape(n_free, lanes, block).sum(axis=-1)
-                hess = hess.reshape(n_free, n_free, lanes, block).sum(axis=-1)
-                f2 = f2.reshape(lanes, block).sum(axis=-1)
-            f_acc, g_acc, h_acc = acc
-            return (f_acc + f2, g_acc + grad, h_acc + hess), None
+                s, slope = residual_and_slope(self.objective, target, pred, coeff)
+            grad = jac @ (slope * s)
+            f = 0.5 * jnp.sum(s * s)
+            if not self.hessian:
+                return f, grad
+            return f, grad, (jac * weight) @ jac.T
 
-        acc0 = (jnp.zeros(lanes), jnp.zeros((n_free, lanes)), jnp.zeros((n_free, n_free, lanes)))
-        (f2, grad, hess), _ = jax.lax.scan(body, acc0, points)
-        f = 0.5 * f2.reshape(n_tasks, n_restarts)
-        grad = jnp.moveaxis(grad, 0, -1).reshape(n_tasks, n_restarts, n_free)
-        if not self.hessian:
-            return Evaluation(f, grad)
-        hess = jnp.moveaxis(hess, (0, 1), (-2, -1)).reshape(n_tasks, n_restarts, n_free, n_free)
-        return Evaluation(f, grad, hess)
+        per_task = jax.vmap(lane, in_axes=(0, None, None, None))  # restarts share the task's points
+        out = jax.vmap(per_task)(full, problems.feats, problems.target, problems.coeff)
+        return Evaluation(*out)
