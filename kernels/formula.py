@@ -491,16 +491,7 @@ def laws_from_file(path) -> list[Law]:
         for name, box in bounds.items():
             if len(box) != 2:
                 raise FormulaError(f"{where}: bounds of {name!r} must be [low, high], got {list(box)}")
-        laws.append(
-            from_formula(
-                table.get("formula", table.get("outputs")),
-                inputs=table["inputs"],
-                params=table.get("params"),
-                bounds=bounds,
-                starts=table.get("starts"),
-                name=table.get("name"),
-                reference=table.get("reference", f"law file {path.name}"),
-                random_starts=int(table.get("random_starts", 64)),
-            )
-        )
+        spec = dict(table, formula=table.get("formula", table.get("outputs")), bounds=bounds)
+        spec.setdefault("reference", f"law file {path.name}")
+        laws.append(from_spec(spec))
     return laws
