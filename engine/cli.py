@@ -43,6 +43,8 @@ def _reproduce(args) -> int:
         return _reproduce_hitchhiker(args)
     if args.name == "scalebench":
         return _reproduce_scalebench(args)
+    if args.name == "compute-optimal":
+        return _reproduce_compute_optimal(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
         if args.json:
@@ -109,6 +111,150 @@ def _reproduce_scalebench(args) -> int:
             print(f"  {e['law_id']:>5}  R^2 {e['r2']:+.4f}  objective {e['objective']:.6g}  {e['status']}  [{params}]")
     print(f"{out['n_fits']} fits ({out['n_laws']} laws x groups) x {out['restarts']} starts in {out['seconds']:.1f} s")
     return 0
+
+
+def _reproduce_compute_optimal(args) -> int:
+    from . import reproduce
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
+    out = reproduce.compute_optimal(bootstrap=args.bootstrap or 200, seed=args.seed)
+    report = out.pop("report")
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    print(
+        f"Compute-optimal allocation on Epoch's Chinchilla points ({out['n_points']} points; {out['n_on_budgets']} "
+        f"within {out['tolerance']:.0%} of Chinchilla's nine IsoFLOP budgets), {out['bootstrap']} bootstrap resamples"
+    )
+    for row in out["approaches"]:
+        extra = f"; Epoch's refit gives a = {row['epoch_a']:.3f}" if "epoch_a" in row else ""
+        print(
+            f"  approach {row['approach']} ({row['method']}): {_exponent_text(row)}   "
+            f"(Chinchilla: a = {row['published_a']:.2f}, b = {row['published_b']:.2f}{extra})"
+        )
+    _print_profiles(report.profiles)
+    _print_predictions(report.predictions)
+    print(f"{out['fits']} fits in one job ({out['seconds']:.1f} s)")
+    return 0
+
+
+def _exponent_text(row: dict) -> str:
+    if row.get("a") is None:
+        return f"{row['status']}: {row.get('message')}"
+
+    def interval(name: str) -> str:
+        low, high = row.get(f"{name}_low"), row.get(f"{name}_high")
+        return f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+
+    used = f", {row['budgets_used']} budgets" if row.get("budgets_used") else ""
+    return f"a = {row['a']:.3f}{interval('a')}  b = {row['b']:.3f}{interval('b')}{used}"
+
+
+def _print_profiles(profiles) -> None:
+    if profiles.height == 0:
+        return
+    print("  IsoFLOP profiles (approach 2):")
+    for row in profiles.iter_rows(named=True):
+        interval = (
+            f" [{row['n_opt_low']:.3g}, {row['n_opt_high']:.3g}]"
+            if row["n_opt_low"] is not None and np.isfinite(row["n_opt_low"])
+            else ""
+        )
+        best = f"N* = {row['n_opt']:.3g}{interval}  L* = {row['l_opt']:.4f}" if row["status"] == "ok" else ""
+        print(f"    C = {row['budget']:.3g}: {row['n_points']:>3} points  {row['status']:<14} {best}")
+
+
+def _print_predictions(predictions) -> None:
+    for row in predictions.iter_rows(named=True):
+        if row["n_opt"] is None:
+            continue
+        interval = f" [{row['n_opt_low']:.3g}, {row['n_opt_high']:.3g}]" if row["n_opt_low"] is not None else ""
+        loss = f"  L* = {row['l_opt']:.4f}" if row["l_opt"] is not None else ""
+        print(
+            f"  approach {row['approach']} at C = {row['budget']:.3g}: N* = {row['n_opt']:.3g}{interval}  "
+            f"D* = {row['d_opt']:.3g}{loss}"
+        )
+
+
+def _optimal(args) -> int:
+    from lawfit.data.readers import read_observations
+
+    from . import datasets, optimal
+    from .plots import optimal_plots
+
+    if (args.file is None) == (args.dataset is None):
+        raise ValueError("lawfit optimal: give a FILE or --dataset NAME (one of them)")
+    frame = datasets.load(args.dataset) if args.dataset else read_observations(args.file, args.map)
+    approaches = tuple(int(a) for a in args.approach.split(",") if a.strip())
+    budgets = None
+    if args.budgets == "chinchilla":
+        budgets = optimal.CHINCHILLA_BUDGETS
+    elif args.budgets not in (None, "auto"):
+        budgets = [float(b) for b in args.budgets.split(",")]
+    at = tuple(float(b) for b in args.budget.split(",")) if args.budget else ()
+    group_by = tuple(c.strip() for c in args.group_by.split(",") if c.strip() and c.strip() in frame.columns)
+    report = optimal.optimal(
+        frame,
+        approaches=approaches,
+        group_by=group_by,
+        budgets=budgets,
+        tolerance=args.tolerance,
+        bootstrap=args.bootstrap,
+        at=at,
+        min_points=args.min_points,
+        seed=args.seed,
+        progress=False if args.quiet or args.json else None,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("exponents", "predictions", "profiles", "envelope", "points"):
+        table = getattr(report, name)
+        if table.height:
+            table.write_parquet(out / f"{name}.parquet")
+    plots, plot_note = [], None
+    if not args.no_plot:
+        try:
+            plots = optimal_plots(report, out, group_by, at)
+        except Exception as err:  # noqa: BLE001 - a plot never costs the summary
+            plot_note = f"plots skipped: {str(err).strip() or type(err).__name__}"
+    if args.json:
+        payload = {name: getattr(report, name).to_dicts() for name in ("exponents", "predictions", "profiles")}
+        print(json.dumps(payload | {"plots": [str(p) for p in plots], "plot_note": plot_note}, default=str))
+        return 0
+    off = int((report.budgets.index < 0).sum())
+    if 2 in approaches:
+        print(
+            f"{report.budgets.centres.size} IsoFLOP budget(s) ({'declared' if budgets else 'found in the data'}, "
+            f"tolerance {report.budgets.tolerance:.0%}); {off} of {report.points.height} rows on none"
+        )
+    for key, rows in _by_group(report.exponents, group_by):
+        print(", ".join(f"{k}={v}" for k, v in key.items()) or "all rows")
+        for row in rows:
+            print(f"  approach {row['approach']} ({row['method']}): {_exponent_text(row)}")
+        _print_profiles(_rows_of(report.profiles, key))
+        _print_predictions(_rows_of(report.predictions, key))
+    if plot_note:
+        print(f"note: {plot_note}")
+    print(f"{report.fits} fits; wrote {out}/*.parquet and {len(plots)} plot(s)")
+    return 0
+
+
+def _rows_of(table, key: dict):
+    import polars as pl
+
+    if not key or table.height == 0:
+        return table
+    return table.filter(pl.all_horizontal([pl.col(k) == v for k, v in key.items()]))
+
+
+def _by_group(table, group_by: tuple[str, ...]):
+    if table.height == 0:
+        return []
+    if not group_by:
+        return [({}, table.to_dicts())]
+    parts = table.partition_by(list(group_by), as_dict=True, maintain_order=True)
+    return [(dict(zip(group_by, k, strict=True)), part.to_dicts()) for k, part in parts.items()]
 
 
 def _print_overtraining(out: dict) -> None:
@@ -578,10 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
     rep.add_argument(
         "name",
-        choices=["chinchilla", "hitchhiker", "overtraining", "datablations", "scalebench"],
+        choices=["chinchilla", "hitchhiker", "overtraining", "datablations", "scalebench", "compute-optimal"],
         help="chinchilla: Epoch's refit of approach 3; hitchhiker: Choshen et al.'s ARE heatmaps; overtraining: "
         "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*; scalebench: every law of "
-        "six ScaleBench tasks, test R^2",
+        "six ScaleBench tasks, test R^2; compute-optimal: Chinchilla approaches 2 and 3 with intervals",
     )
     rep.add_argument("--task", help="scalebench: tasks (comma-separated, e.g. moe,parallel); default all six")
     rep.add_argument("--restarts", type=int, default=64, help="scalebench: uniform starts in each law's bounds")
@@ -601,7 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--varpro-starts", type=int, default=8, help="with --init varpro: how many starts")
     rep.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
-    rep.add_argument("--bootstrap", type=int, default=0, help="resamples for Epoch-style percentile intervals")
+    rep.add_argument(
+        "--bootstrap", type=int, default=0, help="resamples for percentile intervals (compute-optimal: 0 means 200)"
+    )
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     rep.set_defaults(run=_reproduce)
 
@@ -631,6 +779,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     _add_runner_flags(fit)
     fit.set_defaults(run=_fit)
+
+    opt = sub.add_parser("optimal", help="compute-optimal N*(C), D*(C) by Chinchilla's approaches 1, 2 and 3")
+    opt.add_argument("file", nargs="?", help="a CSV, TSV, Parquet or Arrow file, one row per run or checkpoint")
+    opt.add_argument("--dataset", help="a bundled dataset instead of FILE (lawfit data list)")
+    opt.add_argument("--map", help="schema=column pairs, e.g. params=N,tokens=D,value=loss,flops=C")
+    opt.add_argument("--group-by", default="family,metric", help="columns that split the rows (those present)")
+    opt.add_argument(
+        "--approach", default="1,2,3", help="1: envelope of learning curves; 2: IsoFLOP profiles; 3: parametric law"
+    )
+    opt.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile 95%% intervals (one job)")
+    opt.add_argument("--budget", help="FLOP budgets to predict N*, D*, L* at, e.g. 1e24,1e25")
+    opt.add_argument(
+        "--budgets", default="auto", help="IsoFLOP budgets: auto (found in the FLOPs), chinchilla, or a list 1e19,3e19"
+    )
+    opt.add_argument("--tolerance", type=float, default=0.1, help="how far (relative) a run may lie off its budget")
+    opt.add_argument("--min-points", type=int, default=3, help="fewest distinct sizes in a fitted profile")
+    opt.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    opt.add_argument("--out", default="lawfit-optimal", help="folder for the tables and plots")
+    opt.add_argument("--no-plot", action="store_true", help="write no plots")
+    opt.add_argument("--quiet", action="store_true", help="no progress output")
+    opt.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
+    opt.set_defaults(run=_optimal)
 
     board = sub.add_parser("leaderboard", help="every law on every family under the hold-out protocol, ranked")
     board.add_argument("--dataset", default="hitchhiker", help="a bundled dataset (lawfit data list)")

@@ -268,3 +268,111 @@ def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
     colorbar.ax.set_yticklabels(["0.1", "1", "10", "100"])
     colorbar.set_label("median hold-out ARE % (log scale)")
     return _save(plt, fig, Path(path))
+
+
+def _group_filter(frame: pl.DataFrame, key: dict) -> pl.DataFrame:
+    if not key or frame.height == 0:
+        return frame
+    return frame.filter(pl.all_horizontal([pl.col(c) == v for c, v in key.items()]))
+
+
+def optimal_plots(
+    report, out_dir: str | Path, group_by: tuple[str, ...] = (), at: tuple[float, ...] = ()
+) -> list[Path]:
+    """Per group of an `optimal.OptimalReport`: the IsoFLOP profiles (loss against N per budget, the
+    fitted parabolas over their sampled range, each minimum with its bootstrap interval; hollow when
+    the profile gave no interior minimum) and the frontiers N*(C) of every approach on one log-log
+    figure (approach-2 minima and approach-1 envelope sizes as points, each power law as a line with
+    its bootstrap band, extended to the requested budgets)."""
+    from matplotlib import colors
+
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    written, used, used_frontier = [], set(), set()
+    points = report.points
+    groups = points.partition_by(list(group_by), as_dict=True, maintain_order=True) if group_by else {(): points}
+    for raw_key in groups:
+        key = dict(zip(group_by, raw_key if isinstance(raw_key, tuple) else (raw_key,), strict=True))
+        title = ", ".join(f"{k}={v}" for k, v in key.items()) or "all rows"
+        profiles = _group_filter(report.profiles, key)
+        part = _group_filter(points, key)
+        if profiles.height:
+            fig, ax = plt.subplots(figsize=(7.5, 5.5))
+            norm = colors.LogNorm(profiles["budget"].min(), profiles["budget"].max() * 1.0001)
+            cmap = plt.get_cmap("viridis")
+            off = part.filter(pl.col("budget").is_null())
+            if off.height:
+                ax.scatter(off["params"], off["value"], s=8, color="0.75", label="on no budget", zorder=1)
+            for row in profiles.iter_rows(named=True):
+                colour = cmap(norm(row["budget"]) * 0.9)
+                rows = part.filter(pl.col("budget") == row["budget"])
+                ax.scatter(rows["params"], rows["value"], s=16, color=colour, zorder=3)
+                if row["c2"] is None or not np.isfinite(row["c2"]):
+                    continue
+                x = np.log(rows["params"].to_numpy() / row["n_ref"])
+                grid = np.linspace(x.min(), x.max(), 64)
+                ax.plot(
+                    row["n_ref"] * np.exp(grid), row["c0"] + grid * (row["c1"] + grid * row["c2"]), color=colour, lw=1.2
+                )
+                if row["n_opt"] is None or not np.isfinite(row["n_opt"]):
+                    continue
+                good = row["status"] == "ok"
+                ax.scatter([row["n_opt"]], [row["l_opt"]], marker="*", s=110, zorder=4, edgecolors="k", linewidths=0.6,
+                           facecolors=colour if good else "none")  # fmt: skip
+                if good and row["n_opt_low"] is not None and np.isfinite(row["n_opt_low"]):
+                    ax.plot([row["n_opt_low"], row["n_opt_high"]], [row["l_opt"]] * 2, color="k", lw=0.8, zorder=4)
+            ax.scatter([], [], marker="*", s=90, color="0.4", edgecolors="k", label="minimum (95 % interval)")
+            ax.scatter([], [], marker="*", s=90, facecolors="none", edgecolors="k", label="no interior minimum")
+            fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="FLOP budget C")
+            ax.set_xscale("log")
+            ax.set_xlabel("parameters N")
+            ax.set_ylabel("loss")
+            ax.set_title(f"{title}: IsoFLOP profiles (approach 2)")
+            ax.legend(fontsize=7)
+            written.append(_save(plt, fig, out_dir / f"isoflop_{_unique_name(title, used)}.png"))
+        exponents = _group_filter(report.exponents, key)
+        if exponents.height and exponents["a"].is_not_null().any():
+            fig, ax = plt.subplots(figsize=(7.5, 5.5))
+            low = float(part["flops"].min())
+            high = max([float(part["flops"].max()), *at])
+            grid = np.geomspace(low, high, 64)
+            envelope = _group_filter(report.envelope, key)
+            if envelope.height:
+                ok = envelope.filter(pl.col("status") == "ok")
+                ax.scatter(ok["budget"], ok["n_opt"], s=6, color="C0", alpha=0.5, label="approach 1: envelope size")
+            if profiles.height:
+                ok = profiles.filter(pl.col("status") == "ok")
+                err = np.abs(
+                    np.stack(
+                        [
+                            ok["n_opt"] - ok["n_opt_low"].fill_null(np.nan),
+                            ok["n_opt_high"].fill_null(np.nan) - ok["n_opt"],
+                        ]
+                    )
+                )
+                ax.errorbar(ok["budget"], ok["n_opt"], yerr=np.nan_to_num(err), fmt="o", ms=4, color="C1", lw=0.8,
+                            label="approach 2: profile minima")  # fmt: skip
+            for row in exponents.iter_rows(named=True):
+                if row["a"] is None:
+                    continue
+                colour = f"C{row['approach'] - 1}"
+                line = row["k_n"] * grid ** row["a"]
+                interval = f" [{row['a_low']:.3f}, {row['a_high']:.3f}]" if row.get("a_low") is not None else ""
+                ax.plot(
+                    grid, line, color=colour, lw=1.4, label=f"approach {row['approach']}: a = {row['a']:.3f}{interval}"
+                )
+                if row.get("a_low") is not None:
+                    centre = np.sqrt(low * float(part["flops"].max()))
+                    for a_edge in (row["a_low"], row["a_high"]):
+                        ax.plot(grid, line * (grid / centre) ** (a_edge - row["a"]), color=colour, lw=0.6, ls=":")
+            for c in at:
+                ax.axvline(c, color="grey", ls=":", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("FLOP budget C")
+            ax.set_ylabel("compute-optimal parameters N*")
+            subtitle = "(dotted: the exponent's 95 % bootstrap interval)"
+            ax.set_title(f"{title}: compute-optimal frontiers\n{subtitle}", fontsize=10)
+            ax.legend(fontsize=7)
+            written.append(_save(plt, fig, out_dir / f"frontier_{_unique_name(title, used_frontier)}.png"))
+    return written

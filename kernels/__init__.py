@@ -7,6 +7,7 @@ from .chinchilla import chinchilla, data_constrained, overtraining
 from .curves import bnsl_1, bnsl_2, compute, lr_annealing, m1, m2, m3, m4
 from .downstream import loss_to_loss, overtraining_downstream, sigmoid
 from .formula import FormulaError, from_formula, laws_from_file, melt_outputs
+from .isoflop import parabola as isoflop_parabola
 from .kaplan import kaplan_nd, kaplan_ns
 
 _REGISTRY: dict[str, Law] = {}
@@ -50,6 +51,7 @@ for _law in (
     sigmoid,
     overtraining_downstream,
     loss_to_loss,
+    isoflop_parabola,
 ):
     register(_law)
 
