@@ -45,6 +45,8 @@ def _reproduce(args) -> int:
         return _reproduce_scalebench(args)
     if args.name == "compute-optimal":
         return _reproduce_compute_optimal(args)
+    if args.name == "approach2-bias":
+        return _reproduce_bias(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
         if args.json:
@@ -136,6 +138,46 @@ def _reproduce_compute_optimal(args) -> int:
     _print_profiles(report.profiles)
     _print_predictions(report.predictions)
     print(f"{out['fits']} fits in one job ({out['seconds']:.1f} s)")
+    return 0
+
+
+def _reproduce_bias(args) -> int:
+    from . import bias
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds: expected at least 2 noisy experiments per design, got {args.seeds}")
+    out = bias.run(noise=(0.0, args.noise), seeds=args.seeds, seed=args.seed, progress=None)
+    table = out.pop("table")
+    plot = bias.plot(table, Path(args.plot) / "approach2_bias.png") if args.plot else None
+    if args.json:
+        print(json.dumps(out | {"table": table.to_dicts(), "plot": str(plot) if plot else None}))
+        return 0
+    print(
+        "Approach 2 bias (Open-Athena designs): error of D* at 1e24 FLOPs (%), five budgets 1e17..1e21, "
+        f"{bias.POINTS_PER_PROFILE} sizes a profile; noise sd {args.noise:g} over {args.seeds} experiments a design"
+    )
+    print(
+        f"{'surface':<11}{'sampling':<12}{'grid':<5}{'all vertices':>13}{'published':>10}{'edge dropped':>13}"
+        f"{'noisy A2 mean+-sd':>20}{'noisy A3 mean+-sd':>20}"
+    )
+    exact = table.filter(table["noise"] == 0)
+    noisy = {
+        (r["surface"], r["sampling"], r["grid"]): r for r in table.filter(table["noise"] > 0).iter_rows(named=True)
+    }
+    fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
+    for row in exact.iter_rows(named=True):
+        other = noisy.get((row["surface"], row["sampling"], row["grid"]), {})
+        a2 = f"{fmt(other.get('d_error_approach2_mean_percent'))} +- {fmt(other.get('d_error_approach2_sd_percent'))}"
+        a3 = f"{fmt(other.get('d_error_approach3_mean_percent'))} +- {fmt(other.get('d_error_approach3_sd_percent'))}"
+        print(
+            f"{row['surface']:<11}{row['sampling']:<12}{row['grid']:<5}"
+            f"{fmt(row['d_error_extrapolated_vertices_mean_percent']):>13}{fmt(row['article_d_error_percent']):>10}"
+            f"{fmt(row['d_error_approach2_mean_percent']):>13}{a2:>20}{a3:>20}"
+        )
+    print(
+        f"{out['experiments']} experiments: {out['profile_fits']} profile fits and {out['law_fits']} law fits in "
+        f"one job, {out['seconds']:.1f} s ({out['fits_per_second']:.0f} fits/s)" + (f"; plot {plot}" if plot else "")
+    )
     return 0
 
 
@@ -724,19 +766,33 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce a published fit on the bundled data")
     rep.add_argument(
         "name",
-        choices=["chinchilla", "hitchhiker", "overtraining", "datablations", "scalebench", "compute-optimal"],
+        choices=[
+            "chinchilla",
+            "hitchhiker",
+            "overtraining",
+            "datablations",
+            "scalebench",
+            "compute-optimal",
+            "approach2-bias",
+        ],
         help="chinchilla: Epoch's refit of approach 3; hitchhiker: Choshen et al.'s ARE heatmaps; overtraining: "
         "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*; scalebench: every law of "
-        "six ScaleBench tasks, test R^2; compute-optimal: Chinchilla approaches 2 and 3 with intervals",
+        "six ScaleBench tasks, test R^2; compute-optimal: Chinchilla approaches 2 and 3 with intervals; "
+        "approach2-bias: the Open-Athena approach-2 bias designs on synthetic surfaces",
     )
     rep.add_argument("--task", help="scalebench: tasks (comma-separated, e.g. moe,parallel); default all six")
     rep.add_argument("--restarts", type=int, default=64, help="scalebench: uniform starts in each law's bounds")
+    rep.add_argument("--seeds", type=int, default=100, help="approach2-bias: noisy experiments per design")
+    rep.add_argument("--noise", type=float, default=0.01, help="approach2-bias: sd of the noise added to the loss")
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")
     rep.add_argument(
         "--variant",
         help="hitchhiker: comma-separated of main, no-cut, one-model, scale-down, predict-best (default all)",
     )
-    rep.add_argument("--plot", help="hitchhiker: write one ARE heatmap per family and variant into this folder")
+    rep.add_argument(
+        "--plot",
+        help="hitchhiker: one ARE heatmap per family and variant; approach2-bias: the bias figure; into this folder",
+    )
     rep.add_argument("--out", help="hitchhiker: write the cells to OUT/results.parquet (`lawfit plot OUT` redraws)")
     rep.add_argument("--solver", choices=sorted(solvers.SOLVERS), default="lm", help=SOLVER_HELP)
     rep.add_argument(

@@ -38,12 +38,14 @@ class LMState(eqx.Module):
 class LevenbergMarquardt(LaneSolver):
     """ftol: an accepted step that lowers f by <= ftol * f ends the lane when the scaled gradient
     is also below `loose_gtol`; gtol: the scaled gradient alone ends it; lam_max: damping beyond
-    which no step can make progress (converged if the gradient is small, else ill-conditioned)."""
+    which no step can make progress (converged if the gradient is small or the Gauss-Newton step
+    would gain <= stall_rtol * f, else ill-conditioned)."""
 
     ftol: float = eqx.field(static=True, default=1e-12)
     gtol: float = eqx.field(static=True, default=1e-10)
     loose_gtol: float = eqx.field(static=True, default=1e-3)
     lam_max: float = eqx.field(static=True, default=1e16)
+    stall_rtol: float = eqx.field(static=True, default=1e-8)
 
     needs_hessian = True
     max_steps = 10000
@@ -110,8 +112,12 @@ class LevenbergMarquardt(LaneSolver):
         stalled = new.lam > self.lam_max
         # Stalled at an exact fit: only rounding of f is left, so no step can be accepted.
         exact = new.f <= 1e-20 * jnp.maximum(state.f0, 1.0)
+        # Stalled where even the undamped Gauss-Newton step would lower f by <= stall_rtol * f: the
+        # lane sits at its minimum to rounding (a near-exact fit whose scaled gradient is only noise).
+        newton = spd_solve(new.hess + jnp.diag(1e-12 * new.scale), new.grad)
+        at_minimum = 0.5 * dot(new.grad, newton) <= self.stall_rtol * jnp.abs(new.f)
         status = jnp.select(
-            [converged, stalled & ((stationarity <= self.loose_gtol) | exact), stalled],
+            [converged, stalled & ((stationarity <= self.loose_gtol) | exact | at_minimum), stalled],
             [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],
             Status.RUNNING,
         )
