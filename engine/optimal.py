@@ -65,7 +65,7 @@ def bin_budgets(
     flops = np.asarray(flops, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(flops) | (flops <= 0))
     if bad.size:
-        raise ValueError(f"flops: row {int(bad[0])} is {flops[bad[0]]!r}; FLOP budgets must be finite and > 0")
+        raise ValueError(f"flops: row {int(bad[0])} is {float(flops[bad[0]])!r}; FLOP budgets must be finite and > 0")
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1) (a relative distance), got {tolerance!r}")
     log_c = np.log(flops)
@@ -267,7 +267,7 @@ def _points(data: Any, columns: Mapping[str, str], group_by: Sequence[str]) -> p
         bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
         if bad.size:
             raise ValueError(
-                f"column {name.get(role, role)!r} ({role}): row {int(bad[0])} is {values[bad[0]]!r}; "
+                f"column {name.get(role, role)!r} ({role}): row {int(bad[0])} is {float(values[bad[0]])!r}; "
                 "expected a finite number > 0"
             )
     return out
