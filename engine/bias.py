@@ -183,8 +183,9 @@ def run(
             d3_eval[e] = fitted.d_opt(EVALUATION_BUDGET)
 
     table = []
+    owner = np.array([exp[0] for exp in experiments], dtype=object)
     for design in designs(noise):
-        pick = np.array([exp[0] == design for exp in experiments])
+        pick = owner == design
         truth = SURFACES[design.surface]
         true_d = float(truth.d_opt(EVALUATION_BUDGET))
         err2 = 100.0 * (d2_eval[pick] / true_d - 1.0)

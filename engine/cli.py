@@ -262,8 +262,11 @@ def _optimal(args) -> int:
             plot_note = f"plots skipped: {str(err).strip() or type(err).__name__}"
     if args.json:
         payload = {name: getattr(report, name).to_dicts() for name in ("exponents", "predictions", "profiles")}
+        payload["notes"] = report.notes
         print(json.dumps(payload | {"plots": [str(p) for p in plots], "plot_note": plot_note}, default=str))
         return 0
+    for note in report.notes:
+        print(f"note: {note}")
     off = int((report.budgets.index < 0).sum())
     if 2 in approaches:
         print(

@@ -92,12 +92,13 @@ def _find_budgets(log_c: np.ndarray, width: float, min_points: int) -> np.ndarra
     left = np.sort(log_c)
     centres = []
     while left.size:
-        near = np.abs(left[:, None] - left[None, :]) <= width
-        counts = near.sum(axis=1)
+        low = np.searchsorted(left, left - width, side="left")
+        high = np.searchsorted(left, left + width, side="right")
+        counts = high - low
         best = int(np.argmax(counts))
         if counts[best] < min_points:
             break
-        centre = float(np.median(left[near[best]]))
+        centre = float(np.median(left[low[best] : high[best]]))
         centres.append(centre)
         left = left[np.abs(left - centre) > width]
     return np.exp(np.sort(np.array(centres)))
@@ -135,6 +136,7 @@ class OptimalReport:
     envelope: approach 1, one row per (group, grid budget): the envelope loss, the size attaining it, status.
     points: the input points with their budget (`budget`, null when on none).
     law_rows: approach 3's fit rows (full data), as `fit_many` returns them.
+    notes: what was dropped from the input, and why.
     """
 
     exponents: pl.DataFrame
@@ -144,6 +146,7 @@ class OptimalReport:
     points: pl.DataFrame
     law_rows: pl.DataFrame
     budgets: Budgets
+    notes: list[str]
     bootstrap: int
     fits: int
 
@@ -177,7 +180,7 @@ def optimal(
         raise ValueError(f"approaches: {unknown} unknown; expected 1, 2 and/or 3")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
-    frame = _points(data, columns or {}, group_by)
+    frame, notes = _points(data, columns or {}, group_by)
     bins = bin_budgets(frame["flops"].to_numpy(), budgets, tolerance)
     frame = frame.with_columns(
         pl.Series("budget", np.where(bins.index >= 0, bins.centres[np.maximum(bins.index, 0)], np.nan)).fill_nan(None)
@@ -231,12 +234,15 @@ def optimal(
         points=frame,
         law_rows=pl.concat(law_tables, how="diagonal_relaxed") if law_tables else pl.DataFrame(),
         budgets=bins,
+        notes=notes,
         bootstrap=bootstrap,
         fits=n_fits,
     )
 
 
-def _points(data: Any, columns: Mapping[str, str], group_by: Sequence[str]) -> pl.DataFrame:
+def _points(data: Any, columns: Mapping[str, str], group_by: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The runs as (group columns, params, tokens, value, flops, run), rows with a non-finite or
+    non-positive size, loss or FLOP count dropped and reported in the notes."""
     from .api import _as_frame
 
     frame = _as_frame(data)
@@ -262,15 +268,20 @@ def _points(data: Any, columns: Mapping[str, str], group_by: Sequence[str]) -> p
         ),
         (pl.col(run).cast(pl.Utf8) if run in frame.columns else pl.col(name["params"]).cast(pl.Utf8)).alias("run"),
     )
+    notes, keep = [], np.ones(out.height, dtype=bool)
     for role in ("params", "tokens", "value", "flops"):
         values = out[role].to_numpy()
-        bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
-        if bad.size:
-            raise ValueError(
-                f"column {name.get(role, role)!r} ({role}): row {int(bad[0])} is {float(values[bad[0]])!r}; "
-                "expected a finite number > 0"
+        bad = ~np.isfinite(values) | (values <= 0)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            notes.append(
+                f"{int(bad.sum())} row(s) dropped: column {name.get(role, role)!r} ({role}) not a finite number > 0 "
+                f"(first: row {first}, {float(values[first])!r})"
             )
-    return out
+        keep &= ~bad
+    if not keep.any():
+        raise ValueError(f"nothing to fit: every row was dropped ({'; '.join(notes)})")
+    return out.filter(pl.Series(keep)), notes
 
 
 # --- approach 2: IsoFLOP profiles -----------------------------------------------------------------
@@ -451,11 +462,17 @@ def _approach1(part: pl.DataFrame, bootstrap: int, rng: np.random.Generator) -> 
             covering < 2, "too-few-runs", np.where((size == smallest) | (size == largest), "edge-size", "ok")
         )
         ok[r] = status == "ok"
+        if np.unique(size[ok[r]]).size < 2:  # one interior size: its N* is flat, no exponent to read
+            ok[r] = False
         log_n[r] = np.log(size)
         loss[r] = np.where(np.isfinite(env), env, np.nan)
         if r == 0:
             statuses = status
     table = pl.DataFrame({"budget": np.exp(grid), "l_envelope": loss[0], "n_opt": np.exp(log_n[0]), "status": statuses})
+    if not ok[0].any():
+        interior = np.unique(np.exp(log_n[0])[statuses == "ok"]).size
+        message = f"the envelope is attained by {interior} size(s) strictly between the smallest and largest; need 2"
+        return table, _Frontier(approach=1, status="too-few-sizes", message=message)
     frontier = _Frontier(approach=1, log_c=np.broadcast_to(grid, log_n.shape).copy(), log_n=log_n, ok=ok, loss=loss)
     return table, frontier
 
