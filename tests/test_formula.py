@@ -4,6 +4,7 @@ through `lawfit fit`, multi-output fits, and a ScaleBench task end to end on a s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,36 @@ def test_linear_coefficients_are_found_and_give_variable_projection_starts():
     scanned, drawn = lawfit.fit(law, data, init="varpro"), lawfit.fit(law, data, init=64)
     assert scanned.status == "converged" and scanned.objective == pytest.approx(drawn.objective, rel=1e-9)
     assert scanned.restarts.height == 8  # the scan's best points, not 64 draws
+
+
+DEADLOCK_SCRIPT = """
+import json, numpy as np, polars as pl, lawfit
+from lawfit.kernels import from_formula
+names = [f"x{k}" for k in range(11)]
+law = from_formula("w + " + " + ".join(f"b{k}*x{k}" for k in range(11)), inputs=names,
+                   bounds={p: (-10, 10) for p in ["w", *(f"b{k}" for k in range(11))]})
+rng = np.random.default_rng(5)
+frames, exact = [], []
+for g in range(48):
+    x = rng.normal(size=(60, 11))
+    y = 0.5 + x @ rng.normal(size=11) + rng.normal(0, 0.01, 60)
+    design = np.column_stack([np.ones(60), x])
+    exact.append(float(np.sum((design @ np.linalg.lstsq(design, y, rcond=None)[0] - y) ** 2)))
+    frames.append(pl.DataFrame({**{n: x[:, k] for k, n in enumerate(names)}, "value": y, "g": [g] * 60}))
+tasks = lawfit.tasks_from_frame(pl.concat(frames), law, group_by=["g"], objective="squared-raw", init=64)
+rows = lawfit.fit_many(tasks, progress=False)
+print(json.dumps({"devices": len(__import__("jax").devices()), "status": rows["status"].to_list(),
+                  "objective": rows["objective"].to_list(), "exact": exact}))
+"""
+
+
+def test_many_parameter_pool_on_two_devices_finishes():
+    """Regression: a > UNROLL_MAX-parameter law's pool split over two CPU devices deadlocked (each
+    device's execution waited inside LAPACK's batched Cholesky for the thread pool the other held)."""
+    env = {**os.environ, "LAWFIT_CPU_DEVICES": "2"}
+    done = subprocess.run([sys.executable, "-c", DEADLOCK_SCRIPT], capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2
+    assert set(out["status"]) == {"converged"}
+    np.testing.assert_allclose(out["objective"], out["exact"], rtol=1e-8)

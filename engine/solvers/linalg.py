@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
 # Above this many unknowns the written-out forms below grow as k^3 (Cholesky) or k^2 (products)
 # scalar ops a lane, and compiling them takes longer than it saves (a 31-parameter law's LM step
-# took tens of seconds to compile): larger systems use XLA's own factorisation and reductions.
+# took tens of seconds to compile): larger systems loop over columns (`_looped_solve`) and reduce.
 UNROLL_MAX = 8
+
+
+def _looped_solve(matrix, rhs):
+    """Cholesky solve as loops over the k columns, in plain XLA ops (a k x k product per column).
+
+    Not `jnp.linalg.cholesky`: on the CPU its batched LAPACK kernel splits the batch over the
+    intra-op thread pool and waits for the parts; with a pool program running on every CPU device,
+    each device's execution holds a pool thread while it waits and the job deadlocked."""
+    k = rhs.shape[-1]
+    index = jnp.arange(k)
+
+    def column(j, low):
+        # v_i = A_ij - sum_m L_im L_jm (the columns m >= j of L are still zero).
+        v = matrix[..., :, j] - jnp.sum(low * low[..., j, None, :], axis=-1)
+        d = jnp.sqrt(v[..., j])
+        col = jnp.where(index > j, v / d[..., None], jnp.where(index == j, d[..., None], 0.0))
+        return low.at[..., :, j].set(col)
+
+    low = jax.lax.fori_loop(0, k, column, jnp.zeros_like(matrix))
+    diag = jnp.diagonal(low, axis1=-2, axis2=-1)
+
+    def forward(i, y):
+        y_i = (rhs[..., i] - jnp.sum(low[..., i, :] * y, axis=-1)) / diag[..., i]
+        return y.at[..., i].set(y_i)
+
+    y = jax.lax.fori_loop(0, k, forward, jnp.zeros_like(rhs))
+
+    def backward(step, x):
+        i = k - 1 - step
+        x_i = (y[..., i] - jnp.sum(low[..., :, i] * x, axis=-1)) / diag[..., i]
+        return x.at[..., i].set(x_i)
+
+    return jax.lax.fori_loop(0, k, backward, jnp.zeros_like(rhs))
 
 
 def spd_solve(matrix, rhs):
@@ -16,9 +49,7 @@ def spd_solve(matrix, rhs):
     (k is static and tiny; batched LAPACK calls on 3x3 systems were the scan's bottleneck)."""
     k = rhs.shape[-1]
     if k > UNROLL_MAX:
-        low = jnp.linalg.cholesky(matrix)
-        forward = solve_triangular(low, rhs[..., None], lower=True)
-        return solve_triangular(jnp.swapaxes(low, -1, -2), forward, lower=False)[..., 0]
+        return _looped_solve(matrix, rhs)
     low = [[None] * k for _ in range(k)]
     for i in range(k):
         for j in range(i + 1):
