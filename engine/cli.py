@@ -277,20 +277,12 @@ def _optimal(args) -> int:
         print(", ".join(f"{k}={v}" for k, v in key.items()) or "all rows")
         for row in rows:
             print(f"  approach {row['approach']} ({row['method']}): {_exponent_text(row)}")
-        _print_profiles(_rows_of(report.profiles, key))
-        _print_predictions(_rows_of(report.predictions, key))
+        _print_profiles(optimal.group_rows(report.profiles, key))
+        _print_predictions(optimal.group_rows(report.predictions, key))
     if plot_note:
         print(f"note: {plot_note}")
     print(f"{report.fits} fits; wrote {out}/*.parquet and {len(plots)} plot(s)")
     return 0
-
-
-def _rows_of(table, key: dict):
-    import polars as pl
-
-    if not key or table.height == 0:
-        return table
-    return table.filter(pl.all_horizontal([pl.col(k) == v for k, v in key.items()]))
 
 
 def _by_group(table, group_by: tuple[str, ...]):

@@ -371,14 +371,15 @@ def _approach2(units: list[_ProfileUnit], rows: pl.DataFrame, bootstrap: int) ->
     ok = status_all == "ok"
     log_c = np.broadcast_to(np.log(np.array(budgets)), shape)
     full = {u.budget: u for u in units if u.resample == 0}
+    intervals = [percentile_interval(np.exp(log_n_star[1:, j][ok[1:, j]])) for j in range(n_budgets)]
     table = pl.DataFrame(
         {
             "budget": budgets,
             "n_points": [full[b].n_points for b in budgets],
             "status": [str(s) for s in status_all[0]],
             "n_opt": np.exp(log_n_star[0]),
-            "n_opt_low": [percentile_interval(np.exp(log_n_star[1:, j][ok[1:, j]]))[0] for j in range(n_budgets)],
-            "n_opt_high": [percentile_interval(np.exp(log_n_star[1:, j][ok[1:, j]]))[1] for j in range(n_budgets)],
+            "n_opt_low": [low for low, _ in intervals],
+            "n_opt_high": [high for _, high in intervals],
             "d_opt": np.array(budgets) / (6.0 * np.exp(log_n_star[0])),
             "l_opt": l_star_all[0],
             "n_ref": [full[b].n_ref for b in budgets],
@@ -587,6 +588,13 @@ class _Frontier:
                 }
             )
         return out
+
+
+def group_rows(table: pl.DataFrame, key: Mapping[str, Any]) -> pl.DataFrame:
+    """The rows of a report table that belong to one group (`key`: group column -> value)."""
+    if not key or table.height == 0:
+        return table
+    return table.filter(pl.all_horizontal([pl.col(c) == v for c, v in key.items()]))
 
 
 def _num(value: float) -> float | None:

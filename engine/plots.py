@@ -270,12 +270,6 @@ def leaderboard_plot(cells: pl.DataFrame, path: str | Path) -> Path:
     return _save(plt, fig, Path(path))
 
 
-def _group_filter(frame: pl.DataFrame, key: dict) -> pl.DataFrame:
-    if not key or frame.height == 0:
-        return frame
-    return frame.filter(pl.all_horizontal([pl.col(c) == v for c, v in key.items()]))
-
-
 def optimal_plots(
     report, out_dir: str | Path, group_by: tuple[str, ...] = (), at: tuple[float, ...] = ()
 ) -> list[Path]:
@@ -286,6 +280,8 @@ def optimal_plots(
     its bootstrap band, extended to the requested budgets)."""
     from matplotlib import colors
 
+    from .optimal import group_rows
+
     plt = _pyplot()
     out_dir = Path(out_dir)
     written, used, used_frontier = [], set(), set()
@@ -294,8 +290,8 @@ def optimal_plots(
     for raw_key in groups:
         key = dict(zip(group_by, raw_key if isinstance(raw_key, tuple) else (raw_key,), strict=True))
         title = ", ".join(f"{k}={v}" for k, v in key.items()) or "all rows"
-        profiles = _group_filter(report.profiles, key)
-        part = _group_filter(points, key)
+        profiles = group_rows(report.profiles, key)
+        part = group_rows(points, key)
         if profiles.height:
             fig, ax = plt.subplots(figsize=(7.5, 5.5))
             norm = colors.LogNorm(profiles["budget"].min(), profiles["budget"].max() * 1.0001)
@@ -330,13 +326,13 @@ def optimal_plots(
             ax.set_title(f"{title}: IsoFLOP profiles (approach 2)")
             ax.legend(fontsize=7)
             written.append(_save(plt, fig, out_dir / f"isoflop_{_unique_name(title, used)}.png"))
-        exponents = _group_filter(report.exponents, key)
+        exponents = group_rows(report.exponents, key)
         if exponents.height and exponents["a"].is_not_null().any():
             fig, ax = plt.subplots(figsize=(7.5, 5.5))
             low = float(part["flops"].min())
             high = max([float(part["flops"].max()), *at])
             grid = np.geomspace(low, high, 64)
-            envelope = _group_filter(report.envelope, key)
+            envelope = group_rows(report.envelope, key)
             if envelope.height:
                 ok = envelope.filter(pl.col("status") == "ok")
                 ax.scatter(ok["budget"], ok["n_opt"], s=6, color="C0", alpha=0.5, label="approach 1: envelope size")
