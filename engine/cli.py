@@ -21,13 +21,17 @@ SOLVER_HELP = (
 
 
 def enable_compile_cache() -> None:
-    """Persistent XLA compilation cache, so repeated jobs do not recompile."""
+    """Persistent XLA compilation cache and program archive, so repeated jobs neither retrace nor
+    recompile."""
     import jax
 
     cache = os.environ.get("LAWFIT_CACHE_DIR", str(Path.home() / ".cache" / "lawfit" / "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from .batch import archive
+
+    archive.enable(Path(cache) / "lawfit-programs")
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:

@@ -1,10 +1,11 @@
 """Compiled programs, one per declared shape, compiled ahead of time.
 
 Every program of a job is named by a frozen key (`PoolKey`, `StartKey`, `CheckKey`) whose fields
-fix its shapes, and compiled with `jit(...).lower(specs).compile()` before it first runs: compile
-time is measured as what it is (`STATS`), and a program is never retraced for new data. Compiled
-programs are kept per key for the life of the process (`clear` drops them); the persistent
-compilation cache (`lawfit.cli.enable_compile_cache`) makes a fresh process's compiles loads.
+fix its shapes, exported with `jax.export` and compiled from the export before it first runs:
+compile time is measured as what it is (`STATS`), and a program is never retraced for new data.
+Compiled programs are kept per key for the life of the process (`clear` drops them). With
+`lawfit.cli.enable_compile_cache`, a fresh process loads the exports from disk (`archive`) instead
+of tracing, and the persistent XLA cache turns their compiles into loads.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .. import solvers
 from ..plan import Tables, TaskBatch
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
+from . import archive
 from .rows import UNDETERMINED_LOG10_COND
 
 
@@ -85,6 +87,7 @@ class CompileStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0  # compiled (or loaded from the XLA cache) in this process
+        self.loaded = 0  # of those, loaded from the program archive instead of traced
         self.seconds = 0.0
 
     def add(self, seconds: float) -> None:
@@ -112,26 +115,47 @@ def _spec(leaf, sharding=None) -> jax.ShapeDtypeStruct:
 
 
 class Program:
-    """A compiled program that places its host arguments as it was compiled for."""
+    """A compiled program over the flat leaves of its arguments: it places its host arguments as
+    it was compiled for and gives back the output's pytree."""
 
-    def __init__(self, compiled: jax.stages.Compiled):
-        self.compiled = compiled
+    def __init__(self, compiled: jax.stages.Compiled, output_tree):
+        self.compiled, self.output_tree = compiled, output_tree
         self.shardings = compiled.input_shardings[0]
 
     def __call__(self, *args):
-        return self.compiled(*jax.device_put(args, self.shardings))
+        leaves = tuple(jax.tree.leaves(args))
+        return jax.tree.unflatten(self.output_tree, self.compiled(*jax.device_put(leaves, self.shardings)))
 
 
-def _compiled(key, build):
-    """The program for `key`, compiled on first use: `build()` gives (function, example args)."""
+def _compiled(key, build, devices: tuple | None = None):
+    """The program for `key`, compiled on first use: `build()` gives (function, example args, an
+    example of the output's structure). The function is exported (`jax.export`) over flat leaves
+    and compiled from the export, archived on disk or loaded from there (`archive`): a program
+    compiles from the same StableHLO whether it was traced in this process or loaded."""
     with _LOCK:
         program = _COMPILED.get(key)
     if program is not None:
         return program
-    fn, args = build()
     start = time.perf_counter()
+    fn, args, output = build()
     specs = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.ShapeDtypeStruct) else _spec(leaf), args)
-    program = Program(jax.jit(fn).lower(*specs).compile())
+    leaves, tree = jax.tree.flatten(specs)
+    output_tree = jax.tree.structure(output)
+    name = archive.fingerprint(key, devices or tuple(jax.local_devices()[:1]))
+    exported = archive.load(name)
+    if exported is None:
+
+        def flat(*flat_args):
+            out = fn(*jax.tree.unflatten(tree, flat_args))
+            if jax.tree.structure(out) != output_tree:
+                raise TypeError(f"program {type(key).__name__}: output is not shaped like its declared example")
+            return tuple(jax.tree.leaves(out))
+
+        exported = jax.export.export(jax.jit(flat))(*leaves)
+        archive.save(name, exported)
+    else:
+        STATS.loaded += 1
+    program = Program(jax.jit(exported.call).lower(*leaves).compile(), output_tree)
     STATS.add(time.perf_counter() - start)
     with _LOCK:
         return _COMPILED.setdefault(key, program)
@@ -244,7 +268,7 @@ def pool(key: PoolKey):
         args = (empty_state(key), batch_spec(fit, key.rows), np.zeros(width, bool), theta, np.int32(0), np.int32(0))
         devices = lane_devices(key)
         if len(devices) == 1:
-            return step, args
+            return step, args, args[0]
         # Lanes split over the devices by rows, or by lanes when the pool is one wide row (whose
         # task data every device then holds).
         mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
@@ -256,9 +280,9 @@ def pool(key: PoolKey):
             jax.tree.map(lambda leaf, spec=spec: _spec(leaf, jax.sharding.NamedSharding(mesh, spec)), arg)
             for arg, spec in zip(args, specs, strict=True)
         )
-        return sharded, placed
+        return sharded, placed, args[0]
 
-    return _compiled(key, build)
+    return _compiled(key, build, lane_devices(key))
 
 
 def starts(key: StartKey):
@@ -273,7 +297,7 @@ def starts(key: StartKey):
             found, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, key.n_starts))(problems(law, batch))
             return found
 
-        return _compiled(key, lambda: (varpro, (batch,)))
+        return _compiled(key, lambda: (varpro, (batch,), 0))
     objective_only = evaluator(fit, hessian=False)
 
     def screen(batch, grid):
@@ -283,7 +307,7 @@ def starts(key: StartKey):
         return jnp.take_along_axis(grid, order[..., None], axis=1)
 
     grid = np.zeros((key.n_tasks, key.n_grid, len(fit.free)))
-    return _compiled(key, lambda: (screen, (batch, grid)))
+    return _compiled(key, lambda: (screen, (batch, grid), 0))
 
 
 def check(key: CheckKey):
@@ -322,4 +346,4 @@ def check(key: CheckKey):
 
     batch = batch_spec(dataclasses.replace(fit, table=None), key.n_tasks)
     theta = np.zeros((key.n_tasks, len(fit.free)))
-    return _compiled(key, lambda: (diagnose, (batch, theta)))
+    return _compiled(key, lambda: (diagnose, (batch, theta), (0, 0, 0)))

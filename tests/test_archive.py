@@ -1,0 +1,84 @@
+"""The program archive: a fresh process loads exported programs instead of tracing them, gets the
+same rows, and never loads a program for code it cannot name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from lawfit import kernels
+from lawfit.batch import archive, programs
+from lawfit.kernels import formula
+from lawfit.types import Objective
+
+JOB = """
+import json, sys
+from lawfit import cli, synthetic, api
+from lawfit.batch import programs
+cli.enable_compile_cache()
+rows = api.fit_many(list(synthetic.chinchilla_tasks(40, n_points=24, init=4)), progress=False)
+print(json.dumps({"count": programs.STATS.count, "loaded": programs.STATS.loaded,
+                  "objective": rows["objective"].to_list(), "params": rows["params"].to_list()}))
+"""
+
+
+def _job(cache: str) -> dict:
+    env = dict(os.environ, LAWFIT_CACHE_DIR=cache)
+    out = subprocess.run([sys.executable, "-c", JOB], env=env, capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fresh_process_loads_archived_programs_with_identical_rows(tmp_path):
+    first = _job(str(tmp_path))
+    assert first["count"] >= 2 and first["loaded"] == 0
+    assert len(list((tmp_path / "lawfit-programs").glob("*.jaxexport"))) == first["count"]
+    second = _job(str(tmp_path))
+    assert second["loaded"] == second["count"] == first["count"]
+    assert second["objective"] == first["objective"] and second["params"] == first["params"]
+
+
+def _key(law):
+    fit = programs.Fit(law, Objective(), tuple(range(law.n_params)), 24)
+    return programs.PoolKey(fit, "lm", (), 64, 1)
+
+
+def test_fingerprints_name_lawfit_code_only():
+    devices = tuple(jax.local_devices()[:1])
+    chinchilla = kernels.get("chinchilla")
+    assert archive.fingerprint(_key(chinchilla), devices) == archive.fingerprint(_key(chinchilla), devices)
+    assert archive.fingerprint(_key(chinchilla), devices) != archive.fingerprint(
+        _key(kernels.get("kaplan_nd")), devices
+    )
+    # A law written outside lawfit cannot be named: always traced, never loaded.
+    own = kernels.Law(
+        name="chinchilla",
+        param_names=("e",),
+        inputs=("params",),
+        predict=lambda theta, feats: np.exp(theta[0]) + 0.0 * feats[:, 0],
+        formula="E",
+        reference="test",
+        init_grid={"e": (0.0,)},
+    )
+    assert archive.fingerprint(_key(own), devices) is None
+    # Formula laws are named by their text: two formulas differ, the same formula agrees.
+    one = formula.from_formula("E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 2)})
+    same = formula.from_formula(
+        "E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 2)}
+    )
+    other = formula.from_formula(
+        "E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 3)}
+    )
+    assert archive.fingerprint(_key(one), devices) == archive.fingerprint(_key(same), devices) is not None
+    assert archive.fingerprint(_key(one), devices) != archive.fingerprint(_key(other), devices)
+
+
+def test_unreadable_archive_file_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "DIRECTORY", tmp_path)
+    (tmp_path / "abc.jaxexport").write_bytes(b"not an export")
+    assert archive.load("abc") is None
+    assert archive.load(None) is None
