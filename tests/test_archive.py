@@ -65,14 +65,13 @@ def test_fingerprints_name_lawfit_code_only():
         init_grid={"e": (0.0,)},
     )
     assert archive.fingerprint(_key(own), devices) is None
+
     # Formula laws are named by their text: two formulas differ, the same formula agrees.
-    one = formula.from_formula("E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 2)})
-    same = formula.from_formula(
-        "E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 2)}
-    )
-    other = formula.from_formula(
-        "E + A * N**-alpha", inputs=["N"], bounds={"E": (0, 10), "A": (0, 1e3), "alpha": (0, 3)}
-    )
+    def law(top):
+        bounds = {"E": (0, 10), "A": (0, 1e3), "alpha": (0, top)}
+        return formula.from_formula("E + A * N**-alpha", inputs=["N"], bounds=bounds)
+
+    one, same, other = law(2), law(2), law(3)
     assert archive.fingerprint(_key(one), devices) == archive.fingerprint(_key(same), devices) is not None
     assert archive.fingerprint(_key(one), devices) != archive.fingerprint(_key(other), devices)
 

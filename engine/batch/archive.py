@@ -51,23 +51,23 @@ def _source_hash() -> str:
 
 
 def _simple(value) -> bool:
-    return (
-        value is None
-        or isinstance(value, bool | int | float | str)
-        or (isinstance(value, tuple) and all(_simple(v) for v in value))
-    )
+    return value is None or isinstance(value, bool | int | float | str)
 
 
-def _code_identity(value) -> str | None:
-    """A text for a law's function (or a record of functions: `VarPro`, `Separable`) that fixes the
-    code it compiles to: lawfit's module and name, and what its closure holds; None for code
-    outside lawfit or a closure over values that cannot be named."""
+def _identity(value) -> str | None:
+    """A stable text for a program key and everything in it (frozen dataclasses of laws, objectives,
+    tuples, numbers) that fixes the code it compiles to: a law's functions by lawfit's module and
+    name and what their closures hold. None for code outside lawfit or a closure over values that
+    cannot be named."""
     if _simple(value):
         return repr(value)
     if isinstance(value, np.ndarray):
         return hashlib.sha256(value.tobytes()).hexdigest() + repr((value.shape, value.dtype.str))
+    if isinstance(value, tuple | list):
+        parts = [_identity(item) for item in value]
+        return None if None in parts else "(" + ", ".join(parts) + ")"
     if isinstance(value, Mapping):
-        parts = [_code_identity(v) for v in value.values()]
+        parts = [_identity(v) for v in value.values()]
         return None if None in parts else repr((tuple(value), parts))
     module = getattr(value, "__module__", None) or type(value).__module__
     if not module.startswith("lawfit"):
@@ -75,42 +75,19 @@ def _code_identity(value) -> str | None:
     if module == "lawfit.kernels.formula":
         return module  # formula code is fixed by the law's formula text, inputs and parameters
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        parts = [_code_identity(getattr(value, f.name)) for f in dataclasses.fields(value)]
-        return None if None in parts else f"{type(value).__qualname__}{parts}"
+        parts = [_identity(getattr(value, f.name)) for f in dataclasses.fields(value)]
+        return None if None in parts else f"{type(value).__qualname__}({', '.join(parts)})"
     if not callable(value):
         return None
-    parts = [_code_identity(cell.cell_contents) for cell in getattr(value, "__closure__", None) or ()]
+    parts = [_identity(cell.cell_contents) for cell in getattr(value, "__closure__", None) or ()]
     if None in parts:
         return None
     return f"{module}.{getattr(value, '__qualname__', type(value).__qualname__)}{parts}"
 
 
-def _law_identity(law: kernels.Law) -> str | None:
-    """A text that fixes the law's compiled code, or None when part of it is not lawfit's code."""
-    parts = [_code_identity(getattr(law, f.name)) for f in dataclasses.fields(law)]
-    return None if None in parts else repr(parts)
-
-
-def _describe(value) -> str | None:
-    """A stable text for a program key (frozen dataclasses of laws, objectives, tuples, numbers)."""
-    if isinstance(value, kernels.Law):
-        return _law_identity(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        parts = [_describe(getattr(value, field.name)) for field in dataclasses.fields(value)]
-        if any(part is None for part in parts):
-            return None
-        return f"{type(value).__name__}({', '.join(parts)})"
-    if isinstance(value, tuple | list):
-        parts = [_describe(item) for item in value]
-        return None if any(part is None for part in parts) else "(" + ", ".join(parts) + ")"
-    if value is None or isinstance(value, bool | int | float | str):
-        return repr(value)
-    return None
-
-
 def fingerprint(key, devices: tuple) -> str | None:
     """The archive name of the program `key` placed on `devices`, or None when it cannot be named."""
-    described = _describe(key)
+    described = _identity(key)
     if described is None:
         return None
     context = (

@@ -90,9 +90,10 @@ class CompileStats:
         self.loaded = 0  # of those, loaded from the program archive instead of traced
         self.seconds = 0.0
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, loaded: bool = False) -> None:
         with self._lock:
             self.count += 1
+            self.loaded += int(loaded)
             self.seconds += seconds
 
 
@@ -143,7 +144,8 @@ def _compiled(key, build, devices: tuple | None = None):
     output_tree = jax.tree.structure(output)
     name = archive.fingerprint(key, devices or tuple(jax.local_devices()[:1]))
     exported = archive.load(name)
-    if exported is None:
+    loaded = exported is not None
+    if not loaded:
 
         def flat(*flat_args):
             out = fn(*jax.tree.unflatten(tree, flat_args))
@@ -153,10 +155,8 @@ def _compiled(key, build, devices: tuple | None = None):
 
         exported = jax.export.export(jax.jit(flat))(*leaves)
         archive.save(name, exported)
-    else:
-        STATS.loaded += 1
     program = Program(jax.jit(exported.call).lower(*leaves).compile(), output_tree)
-    STATS.add(time.perf_counter() - start)
+    STATS.add(time.perf_counter() - start, loaded)
     with _LOCK:
         return _COMPILED.setdefault(key, program)
 
