@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.kernels.chinchilla import compute_optimal as chinchilla_optimal
 
 from .api import fit_many
 from .fitjob import GOOD
@@ -46,8 +47,7 @@ class Surface:
         return self.alpha / (self.alpha + self.beta)
 
     def d_opt(self, flops: np.ndarray) -> np.ndarray:
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-        return np.asarray(flops) / (6.0 * g * (np.asarray(flops) / 6.0) ** (self.beta / (self.alpha + self.beta)))
+        return chinchilla_optimal(self.A, self.B, self.alpha, self.beta, flops)[1]
 
 
 # Surfaces of the Open-Athena study: symmetric, Chinchilla's fit (Hoffmann et al. Table A3), and

@@ -14,6 +14,7 @@ import polars as pl
 
 from lawfit import kernels
 from lawfit.data.validate import find_issues
+from lawfit.kernels.chinchilla import compute_optimal as chinchilla_optimal
 
 from . import runner
 from .api import fit_many
@@ -300,10 +301,8 @@ def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: fl
 
 def compute_optimal(row: Mapping[str, Any], flops: float) -> tuple[float, float]:
     """Chinchilla: minimise E + A/N^alpha + B/D^beta subject to C = 6 N D (Hoffmann et al. eq. 4)."""
-    a_coef, b_coef, alpha, beta = row["A"], row["B"], row["alpha"], row["beta"]
-    g = (alpha * a_coef / (beta * b_coef)) ** (1.0 / (alpha + beta))
-    n_opt = g * (flops / 6.0) ** (beta / (alpha + beta))
-    return float(n_opt), float(flops / (6.0 * n_opt))
+    n_opt, d_opt = chinchilla_optimal(row["A"], row["B"], row["alpha"], row["beta"], flops)
+    return float(n_opt), float(d_opt)
 
 
 def fit_table(

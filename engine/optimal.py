@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.kernels.chinchilla import compute_optimal_frontier
 
 from .api import fit_many, tasks_from_frame
 from .fitjob import GOOD, percentile_interval, resample
@@ -509,8 +510,7 @@ class _Frontier:
         """a and log k_N per resample (NaN where the resample gave none)."""
         if self.law is not None:
             alpha, beta = self.law["alpha"], self.law["beta"]
-            g = (alpha * self.law["A"] / (beta * self.law["B"])) ** (1.0 / (alpha + beta))
-            a = beta / (alpha + beta)
+            g, a = compute_optimal_frontier(self.law["A"], self.law["B"], alpha, beta)
             log_k = np.log(g) - a * np.log(6.0)  # N* = G (C/6)^a
             return np.where(self.law_ok, a, np.nan), np.where(self.law_ok, log_k, np.nan)
         slope, intercept, _ = power_law(self.log_c, self.log_n, self.ok)

@@ -58,6 +58,21 @@ def chinchilla_predict(theta, feats):
     return jnp.exp(e) + jnp.exp(a - alpha * log_n) + jnp.exp(b - beta * log_d)
 
 
+def compute_optimal_frontier(A, B, alpha, beta):
+    """(G, a) of Chinchilla's compute-optimal frontier N*(C) = G (C / 6)^a, D*(C) = C / (6 N*(C)):
+    the minimum of E + A/N^alpha + B/D^beta subject to C = 6 N D (Hoffmann et al. 2022, eq. 4),
+    a = beta / (alpha + beta), G = (alpha A / (beta B))^(1 / (alpha + beta)). Broadcasts (numpy)."""
+    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    return g, beta / (alpha + beta)
+
+
+def compute_optimal(A, B, alpha, beta, flops):
+    """(N*, D*) at the budgets `flops` on Chinchilla's frontier (`compute_optimal_frontier`)."""
+    g, a = compute_optimal_frontier(A, B, alpha, beta)
+    n_opt = g * (np.asarray(flops) / 6.0) ** a
+    return n_opt, np.asarray(flops) / (6.0 * n_opt)
+
+
 def _chinchilla_derived(p):
     alpha, beta = p["alpha"], p["beta"]
     out = {"A": np.exp(p["a"]), "B": np.exp(p["b"]), "E": np.exp(p["e"])}

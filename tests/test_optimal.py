@@ -207,3 +207,22 @@ def test_cli_optimal_writes_tables_and_plots(tmp_path, capsys):
     assert (out / "exponents.parquet").exists() and (out / "profiles.parquet").exists()
     assert main(["optimal", str(path), "--approach", "5", "--out", str(out)]) == 2
     assert "approaches: [5] unknown" in capsys.readouterr().err
+
+
+def test_chinchilla_closed_form_is_the_constrained_minimum():
+    """N*, D* from the closed form against a numerical minimum of the loss along C = 6 N D."""
+    from scipy.optimize import minimize_scalar
+
+    from lawfit.kernels.chinchilla import compute_optimal
+
+    E, A, B, alpha, beta = 1.82, 482.0, 2085.0, 0.35, 0.37
+    for flops in (1e20, 1e22, 1e24):
+        n_opt, d_opt = compute_optimal(A, B, alpha, beta, flops)
+        np.testing.assert_allclose(6.0 * n_opt * d_opt, flops, rtol=1e-12)
+
+        def loss(log_n, flops=flops):
+            n = np.exp(log_n)
+            return E + A / n**alpha + B / (flops / (6.0 * n)) ** beta
+
+        found = minimize_scalar(loss, bounds=(np.log(1e6), np.log(1e14)), method="bounded", options={"xatol": 1e-10})
+        np.testing.assert_allclose(np.log(n_opt), found.x, atol=1e-5)
