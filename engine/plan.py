@@ -38,11 +38,17 @@ class Prepared:
     free: tuple[int, ...]
     theta_fixed: np.ndarray  # [n_params]
     init_kind: str  # "grid" | "screen" | "random" | "explicit" | "varpro"
-    starts: np.ndarray | None  # [restarts, n_free] unless varpro
+    starts: np.ndarray | None  # [restarts, n_free]; None for varpro and random (drawn per group)
+    n_random: int = 0  # random starts to draw (`random_starts`, at packing)
 
     @property
     def n_points(self) -> int:
         return self.target.shape[0]
+
+    @property
+    def n_starts(self) -> int:
+        """Starts given or to draw (0 for varpro)."""
+        return self.starts.shape[0] if self.starts is not None else self.n_random
 
     @functools.cached_property
     def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,6 +74,23 @@ def _check_values(name: str, values: np.ndarray, *, positive: bool) -> None:
             )
 
 
+@functools.cache
+def _positive_columns(law: kernels.Law) -> list[int]:
+    return [column for column, name in enumerate(law.inputs) if name in law.positive_inputs]
+
+
+def _plainly_valid(law: kernels.Law, objective: Objective, inputs: np.ndarray, target: np.ndarray) -> bool:
+    """Whether every `_check_values` check of a task passes, in a few array operations (a sum is
+    finite only when every term is; a NaN fails `min > 0`). False sends the task to the checks that
+    name what is wrong."""
+    if target.size == 0 or not np.isfinite(inputs.sum() + target.sum()):
+        return False
+    positive = _positive_columns(law)
+    if positive and not inputs[:, positive].min() > 0:
+        return False
+    return objective.space != "log" or target.min() > 0
+
+
 def varpro_or_grid(law: kernels.Law, init, fallback: str = "grid"):
     """`init`, except that "varpro" falls back to `fallback` ("grid" or "screen") when the law has no
     linear structure (for jobs that run many laws with one init setting), or to the law's own number
@@ -85,14 +108,52 @@ def _grid_for(law: kernels.Law, free: tuple[int, ...]) -> np.ndarray:
     return starts
 
 
+@functools.cache
 def _box_of(law: kernels.Law, free: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Each free parameter's start box: the range of its grid values (no grid product is built)."""
+    """Each free parameter's random-start box: the range of its grid values (no grid product is
+    built), widened around a single value."""
     axes = [law.init_grid[law.param_names[i]] for i in free]
-    return np.array([min(a) for a in axes], dtype=np.float64), np.array([max(a) for a in axes], dtype=np.float64)
+    low = np.array([min(a) for a in axes], dtype=np.float64)
+    high = np.array([max(a) for a in axes], dtype=np.float64)
+    spread = np.where(high > low, 0.0, 0.5 * np.maximum(np.abs(low), 1.0))
+    return low - spread, high + spread
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic): a counter-based hash whose
+    outputs pass as independent uniform draws."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def random_starts(law: kernels.Law, free: tuple[int, ...], seeds, count: int) -> np.ndarray:
+    """`count` starts per seed, uniform in the law's start box: [len(seeds), count, n_free].
+
+    Draw k of a task is a hash of (seed, k), so a task gets the same starts alone or in any batch,
+    and a whole group's starts take a few array operations (a generator per task cost ~50 us)."""
+    low, high = _box_of(law, free)
+    seeds = np.array([int(seed) % (1 << 64) for seed in seeds], dtype=np.uint64)
+    counter = np.arange(1, count * len(free) + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _splitmix64(_splitmix64(seeds)[:, None] + counter * _GOLDEN)
+    uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return low + uniform.reshape(seeds.size, count, len(free)) * (high - low)
 
 
 def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> tuple[str, np.ndarray | None]:
     """(init kind, starts [restarts, n_free] or None for varpro)."""
+    kind, starts = _init_kind(law, init, free)
+    if kind == "random":
+        return kind, random_starts(law, free, [seed], starts)[0]
+    return kind, starts
+
+
+def _init_kind(law: kernels.Law, init, free: tuple[int, ...]) -> tuple[str, np.ndarray | int | None]:
+    """(init kind, starts [restarts, n_free], or the number of random starts, or None for varpro)."""
     if isinstance(init, str) and init == "grid" and law.random_starts:
         init = law.random_starts  # the law's default start set is random draws in its box
     if isinstance(init, str):
@@ -108,11 +169,7 @@ def resolve_starts(law: kernels.Law, init, free: tuple[int, ...], seed: int) -> 
     if isinstance(init, int | np.integer):
         if init < 1:
             raise ValueError(f"init: number of random starts must be >= 1, got {init}")
-        low, high = _box_of(law, free)
-        spread = np.where(high > low, 0.0, 0.5 * np.maximum(np.abs(low), 1.0))
-        rng = np.random.default_rng(seed)
-        starts = rng.uniform(low - spread, high + spread, size=(int(init), len(free)))
-        return "random", starts
+        return "random", int(init)
     starts = np.asarray(init, dtype=np.float64)
     if starts.ndim == 1:
         starts = starts[None, :]
@@ -154,11 +211,15 @@ def prepare(index: int, task: Task) -> Prepared:
     if not free:
         raise ValueError("fixed: every parameter is fixed, nothing to fit")
     theta_fixed = np.array([float(fixed.get(name, 0.0)) for name in law.param_names])
-    init_kind, starts = resolve_starts(law, task.init, free, task.seed)
+    init_kind, starts = _init_kind(law, task.init, free)
+    n_random = 0
+    if init_kind == "random":
+        starts, n_random = None, starts
 
-    for column, name in enumerate(law.inputs):
-        _check_values(f"input {name!r}", inputs[:, column], positive=name in law.positive_inputs)
-    _check_values("target", target, positive=objective.space == "log")
+    if not _plainly_valid(law, objective, inputs, target):  # the named checks only when needed
+        for column, name in enumerate(law.inputs):
+            _check_values(f"input {name!r}", inputs[:, column], positive=name in law.positive_inputs)
+        _check_values("target", target, positive=objective.space == "log")
     if task.weights is None:
         weights = np.ones_like(target)
     else:
@@ -173,7 +234,7 @@ def prepare(index: int, task: Task) -> Prepared:
             Status.TOO_FEW_POINTS,
             f"too few points: {target.shape[0]} point(s) for {len(free)} free parameter(s) of law {law.name!r}",
         )
-    return Prepared(index, task, law, inputs, target, weights, free, theta_fixed, init_kind, starts)
+    return Prepared(index, task, law, inputs, target, weights, free, theta_fixed, init_kind, starts, n_random)
 
 
 def _power_of_two_at_least(n: int) -> int:
@@ -295,9 +356,9 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
         if kind == "varpro":
             n_restarts = varpro_starts
         elif kind == "screen":
-            n_restarts = min(screen_starts, item.starts.shape[0])
+            n_restarts = min(screen_starts, item.n_starts)
         else:
-            n_restarts = item.starts.shape[0]
+            n_restarts = item.n_starts
         n_pad = bucket_size(item.n_points)
         rows = _table_rows(item, n_pad)
         # (rows, length): tables of `rows` x about `length` cells, or (0, padded points).
@@ -426,8 +487,17 @@ def pack(group: Group, members: list[Prepared]) -> TaskBatch:
 
 
 def pack_starts(group: Group, members: list[Prepared]) -> np.ndarray:
-    """starts [tasks, restarts, n_free] as given (the whole grid to screen for "screen")."""
-    return np.stack([item.starts for item in members])
+    """starts [tasks, restarts, n_free] as given or drawn (the whole grid to screen for "screen")."""
+    drawn = [row for row, item in enumerate(members) if item.starts is None]
+    if not drawn:
+        return np.stack([item.starts for item in members])
+    first = members[drawn[0]]
+    out = np.empty((len(members), first.n_random, len(first.free)))
+    out[drawn] = random_starts(first.law, first.free, [members[row].task.seed for row in drawn], first.n_random)
+    for row, item in enumerate(members):
+        if item.starts is not None:
+            out[row] = item.starts
+    return out
 
 
 def pack_tables(shape: tuple[int, int], members: list[Prepared], coeff: np.ndarray) -> Tables:

@@ -33,8 +33,16 @@ class Status(enum.IntEnum):
         return self.name.lower().replace("_", "-")
 
 
+_LABELS = {int(status): status.label for status in Status}
+
+
 def status_label(code: int) -> str:
-    return Status(int(code)).label
+    return _LABELS[int(code)]
+
+
+def status_labels(codes) -> list[str]:
+    """Labels of an array of status codes (a dict lookup each: `Status(c)` costs ~15 us)."""
+    return [_LABELS[c] for c in np.asarray(codes).tolist()]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 import lawfit
-from lawfit import plan, runner, synthetic
+from lawfit import kernels, plan, runner, synthetic
 from lawfit.batch import Tuning, programs
 from lawfit.batch.solve import pool_keys
 from lawfit.types import Objective
@@ -77,3 +77,25 @@ def test_restarts_beyond_the_pool_width_stream_through_one_row():
     narrow = lawfit.fit_many([task], keep_restarts=True, tuning=Tuning(pool_lanes=64, min_lanes=8))
     assert wide["n_restarts"][0] == 300 and wide["status"][0] == "converged"
     assert wide["restart_objective"].to_list() == narrow["restart_objective"].to_list()
+
+
+def test_random_starts_are_uniform_in_the_box_and_fixed_per_task():
+    """Counter-hash draws: inside the law's start box, the same for a task alone or in any batch,
+    different across tasks and restarts, and uniform (a KS test per parameter over 4,000 draws)."""
+    from scipy import stats
+
+    law = kernels.get("chinchilla")
+    free = tuple(range(law.n_params))
+    low, high = plan._box_of(law, free)
+    draws = plan.random_starts(law, free, range(500), 8)
+    assert draws.shape == (500, 8, law.n_params)
+    assert (draws >= low).all() and (draws <= high).all()
+    alone = plan.random_starts(law, free, [137], 8)[0]
+    np.testing.assert_array_equal(alone, draws[137])
+    assert plan.resolve_starts(law, 8, free, 137)[1].tolist() == alone.tolist()
+    assert np.unique(draws.reshape(-1, law.n_params), axis=0).shape[0] == 4000
+    unit = ((draws - low) / (high - low)).reshape(-1, law.n_params)
+    for column in unit.T:
+        assert stats.kstest(column, "uniform").pvalue > 1e-3
+    # Parameters of one draw are not correlated with each other.
+    assert np.abs(np.corrcoef(unit.T) - np.eye(law.n_params)).max() < 0.1

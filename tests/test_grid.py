@@ -40,7 +40,7 @@ def packed_problems(tasks, grid: bool):
         plan.table_size(max(item.distinct[1].size for item in prepared)),
     )
     first = prepared[0]
-    key = plan.GroupKey(first.law, first.task.objective, first.free, "starts", first.starts.shape[0], grid)
+    key = plan.GroupKey(first.law, first.task.objective, first.free, "starts", first.n_starts, grid)
     grp = plan.Group(key, n_pad, prepared, shape if grid else None)
     batch = plan.pack(grp, grp.members)
     problems = jax.jit(lambda b: programs.problems(grp.law, b))(batch)

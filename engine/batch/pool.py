@@ -128,8 +128,9 @@ class Pool:
         key = self.key
         mask = np.zeros(self.lane_restart.shape, bool)
         theta = np.zeros(mask.shape + (len(key.fit.free),))
-        # Free lanes of rows whose task has restarts left take them, in lane order.
-        for row in np.flatnonzero(self.row_task >= 0):
+        # Free lanes of rows whose task has restarts left take them, in lane order (a row keeps its
+        # task only while it has restarts to load or lanes busy: `_harvest`).
+        for row in np.flatnonzero((self.row_task >= 0) & (self.lane_restart < 0).any(axis=1)):
             segment, task = self.row_segment[row], self.row_task[row]
             if segment.next_restart[task] < segment.n_restarts:
                 lanes = np.flatnonzero(self.lane_restart[row] < 0)

@@ -11,7 +11,7 @@ import polars as pl
 
 from lawfit import kernels
 
-from ..types import Objective, Status, status_label
+from ..types import Objective, Status, status_label, status_labels
 
 # log10 condition number of the column-scaled J^T J beyond which a converged fit is reported ill-conditioned:
 # a parameter combination then moves the residuals by less than ~1e-7 of what the others do.
@@ -138,7 +138,7 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
     log10_cond = np.asarray(outcome.log10_cond, dtype=np.float64)
     columns |= {
         "objective": np.where(finite, best_value, np.nan),
-        "status": [Status(int(c)).label for c in code],
+        "status": status_labels(code),
         "status_code": code,
         "iterations": res.iterations[at, best].astype(np.int64),
         "evaluations": res.evaluations.sum(axis=1).astype(np.int64),
@@ -152,7 +152,7 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
     if keep_restarts:
         columns |= {
             "restart_objective": [[float(v) if np.isfinite(v) else None for v in row] for row in objective],
-            "restart_status": [[status_label(c) for c in row] for row in res.status],
+            "restart_status": [status_labels(row) for row in res.status],
             "restart_iterations": res.iterations.astype(np.int64).tolist(),
             "restart_params": res.theta.tolist(),
         }
@@ -167,7 +167,7 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
         "device": [jax.devices()[0].platform] * n,
     }
     frame = pl.DataFrame({k: v for k, v in columns.items() if k != "params"})
-    frame = frame.with_columns(pl.Series("params", full.tolist(), dtype=pl.List(pl.Float64)))
+    frame = frame.with_columns(pl.Series("params", full).cast(pl.List(pl.Float64)))
     # NaN marks a missing number inside the engine; rows carry nulls, as the per-task rows did.
     floats = [c for c, t in frame.schema.items() if t == pl.Float64]
     return frame.with_columns([pl.col(c).fill_nan(None) for c in floats])
