@@ -11,7 +11,7 @@ import polars as pl
 
 from lawfit import kernels
 
-from ..types import Objective, Status, status_label, status_labels
+from ..types import Objective, Status, status_labels
 
 # log10 condition number of the column-scaled J^T J beyond which a converged fit is reported ill-conditioned:
 # a parameter combination then moves the residuals by less than ~1e-7 of what the others do.
