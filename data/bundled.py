@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import polars as pl
@@ -61,6 +62,16 @@ BUNDLED = {
             "Apache-2.0 (google-research/revisiting_neural_scaling_laws)",
             "Alabdulmohsin, Neyshabur, Zhai 2022, arXiv:2209.06640",
         ),
+        Bundled(
+            "porian-isoflop",
+            "porian_isoflop.parquet",
+            "Porian et al. IsoFLOP points (1,745; loss of each model size at 11-12 FLOP budgets 1.25e16-2.56e19) for "
+            "15 settings on the way from Kaplan's to Chinchilla's compute-optimal exponent: families "
+            "porian-{rw,owt2}-{kaplan,kaplan-head,short-warmup,cosine-decay,tuned}, attention-FLOPs variants, "
+            "porian-rw-kaplan-tuned; the authors' exponents in porian_published.json",
+            "MIT (formll/resolving-scaling-law-discrepancies)",
+            "Porian, Wortsman, Jitsev, Schmidt, Carmon 2024, NeurIPS, arXiv:2406.19146",
+        ),
     )
 }
 
@@ -87,3 +98,10 @@ def scalebench(task: str, split: str = "train") -> pl.DataFrame:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     return pl.read_parquet(SCALEBENCH / task / f"{split}.parquet")
+
+
+def porian_published() -> dict[str, dict[str, float]]:
+    """Porian et al.'s exponent a per setting of `porian-isoflop` (family -> a, a_low, a_high, budgets):
+    the median of their weighted bootstrap power-law fits and its 2.5-97.5 % range, read from their
+    released analysis (data/build_porian.py)."""
+    return json.loads((HERE / "porian_published.json").read_text())

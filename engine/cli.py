@@ -51,6 +51,8 @@ def _reproduce(args) -> int:
         return _reproduce_compute_optimal(args)
     if args.name == "approach2-bias":
         return _reproduce_bias(args)
+    if args.name == "porian":
+        return _reproduce_porian(args)
     if args.name in ("overtraining", "datablations"):
         out = getattr(reproduce, args.name)(solver=args.solver)
         if args.json:
@@ -142,6 +144,35 @@ def _reproduce_compute_optimal(args) -> int:
     _print_profiles(report.profiles)
     _print_predictions(report.predictions)
     print(f"{out['fits']} fits in one job ({out['seconds']:.1f} s)")
+    return 0
+
+
+def _reproduce_porian(args) -> int:
+    from . import reproduce
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
+    out = reproduce.porian(bootstrap=args.bootstrap or 100, seed=args.seed)
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    print(
+        f"Approach 2 on Porian et al.'s IsoFLOP points ({out['n_points']} points, 15 settings), "
+        f"{out['bootstrap']} bootstrap resamples; a = exponent of N*(C), 95 % intervals"
+    )
+    window = f"window {out['window']:g}x"
+    print(f"  {'setting':34s} {'whole-profile parabola':>24s} {window:>24s}  published")
+
+    def cell(fit: dict) -> str:
+        return f"{fit['a']:.3f} [{fit['a_low']:.3f}, {fit['a_high']:.3f}]" if fit["a"] is not None else fit["status"]
+
+    for s in out["settings"]:
+        p = s["published"]
+        print(
+            f"  {s['family']:34s} {cell(s['global']):>24s} {cell(s['window']):>24s}  "
+            f"{p['a']:.3f} [{p['a_low']:.3f}, {p['a_high']:.3f}]"
+        )
+    print(f"{out['fits']} fits in two batched jobs ({out['seconds']:.1f} s)")
     return 0
 
 
@@ -249,6 +280,7 @@ def _optimal(args) -> int:
         bootstrap=args.bootstrap,
         at=at,
         min_points=args.min_points,
+        window=args.window,
         seed=args.seed,
         progress=False if args.quiet or args.json else None,
     )
@@ -773,11 +805,13 @@ def build_parser() -> argparse.ArgumentParser:
             "scalebench",
             "compute-optimal",
             "approach2-bias",
+            "porian",
         ],
         help="chinchilla: Epoch's refit of approach 3; hitchhiker: Choshen et al.'s ARE heatmaps; overtraining: "
         "Gadre et al.'s extrapolations; datablations: Muennighoff et al.'s R_D*, R_N*; scalebench: every law of "
         "six ScaleBench tasks, test R^2; compute-optimal: Chinchilla approaches 2 and 3 with intervals; "
-        "approach2-bias: the Open-Athena approach-2 bias designs on synthetic surfaces",
+        "approach2-bias: the Open-Athena approach-2 bias designs on synthetic surfaces; porian: approach 2 on "
+        "Porian et al.'s IsoFLOP points, beside their exponents",
     )
     rep.add_argument("--task", help="scalebench: tasks (comma-separated, e.g. moe,parallel); default all six")
     rep.add_argument("--restarts", type=int, default=64, help="scalebench: uniform starts in each law's bounds")
@@ -803,7 +837,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--varpro-starts", type=int, default=8, help="with --init varpro: how many starts")
     rep.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     rep.add_argument(
-        "--bootstrap", type=int, default=0, help="resamples for percentile intervals (compute-optimal: 0 means 200)"
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="resamples for percentile intervals (compute-optimal: 0 means 200; porian: 0 means 100)",
     )
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     rep.set_defaults(run=_reproduce)
@@ -850,6 +887,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--tolerance", type=float, default=0.1, help="how far (relative) a run may lie off its budget")
     opt.add_argument("--min-points", type=int, default=3, help="fewest distinct sizes in a fitted profile")
+    opt.add_argument(
+        "--window",
+        type=float,
+        help="approach 2: fit each parabola only to sizes within this factor of the lowest-loss size (e.g. 4)",
+    )
     opt.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     opt.add_argument("--out", default="lawfit-optimal", help="folder for the tables and plots")
     opt.add_argument("--no-plot", action="store_true", help="write no plots")

@@ -163,6 +163,7 @@ def optimal(
     bootstrap: int = 0,
     at: Sequence[float] = (),
     min_points: int = MIN_PROFILE_POINTS,
+    window: float | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> OptimalReport:
@@ -175,12 +176,17 @@ def optimal(
     bootstrap: resamples for the intervals: points within each IsoFLOP profile (approach 2), points
         (approach 3), whole runs (approach 1). Every approach-2 and approach-3 fit is one job.
     at: FLOP budgets at which to predict N*, D*, L*.
+    window: approach 2 fits each profile's parabola only to the sizes within this factor of the size
+        with the lowest loss (e.g. 4: N_low/4 <= N <= 4 N_low); None fits every size. A wide, skewed
+        profile pulls a global parabola's vertex off the minimum; a local one follows it.
     """
     unknown = sorted(set(approaches) - {1, 2, 3})
     if unknown:
         raise ValueError(f"approaches: {unknown} unknown; expected 1, 2 and/or 3")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
+    if window is not None and not window > 1.0:
+        raise ValueError(f"window must be a factor > 1 (sizes within N_low/window..N_low*window), got {window}")
     frame, notes = _points(data, columns or {}, group_by)
     bins = bin_budgets(frame["flops"].to_numpy(), budgets, tolerance)
     frame = frame.with_columns(
@@ -192,7 +198,9 @@ def optimal(
     parts = list(groups.values())
 
     # One job: every profile (and its resamples) and every approach-3 fit (and its resamples).
-    profile_units = [_profile_units(part, min_points, bootstrap, rng) if 2 in approaches else [] for part in parts]
+    profile_units = [
+        _profile_units(part, min_points, bootstrap, rng, window) if 2 in approaches else [] for part in parts
+    ]
     law_tasks = [_law_tasks(part, bootstrap, rng) if 3 in approaches else [] for part in parts]
     tasks = [u.task for units in profile_units for u in units if u.task is not None]
     tasks += [t for ts in law_tasks for t in ts]
@@ -301,12 +309,17 @@ class _ProfileUnit:
     task: Task | None
 
 
-def _profile_units(part: pl.DataFrame, min_points: int, bootstrap: int, rng: np.random.Generator) -> list[_ProfileUnit]:
+def _profile_units(
+    part: pl.DataFrame, min_points: int, bootstrap: int, rng: np.random.Generator, window: float | None
+) -> list[_ProfileUnit]:
     units = []
     on_budget = part.filter(pl.col("budget").is_not_null())
     for (budget,), profile in on_budget.partition_by("budget", as_dict=True, maintain_order=True).items():
         log_n = np.log(profile["params"].to_numpy())
         loss = profile["value"].to_numpy()
+        if window is not None:
+            near = np.abs(log_n - log_n[np.argmin(loss)]) <= np.log(window) * (1 + 1e-12)
+            log_n, loss = log_n[near], loss[near]
         centre = float(np.mean(log_n))
         for r in range(bootstrap + 1):
             pick = np.arange(log_n.size) if r == 0 else rng.integers(0, log_n.size, log_n.size)
@@ -384,6 +397,9 @@ def _approach2(units: list[_ProfileUnit], rows: pl.DataFrame, bootstrap: int) ->
             "d_opt": np.array(budgets) / (6.0 * np.exp(log_n_star[0])),
             "l_opt": l_star_all[0],
             "n_ref": [full[b].n_ref for b in budgets],
+            # The sizes the parabola was fitted over (narrower than the profile with a window).
+            "n_fit_low": [full[b].n_ref * np.exp(full[b].x_low) for b in budgets],
+            "n_fit_high": [full[b].n_ref * np.exp(full[b].x_high) for b in budgets],
             "c0": theta[0, :, 0],
             "c1": theta[0, :, 1],
             "c2": theta[0, :, 2],

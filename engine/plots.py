@@ -302,11 +302,18 @@ def optimal_plots(
             for row in profiles.iter_rows(named=True):
                 colour = cmap(norm(row["budget"]) * 0.9)
                 rows = part.filter(pl.col("budget") == row["budget"])
-                ax.scatter(rows["params"], rows["value"], s=16, color=colour, zorder=3)
+                # Sizes outside the fitted range (a --window) are drawn hollow.
+                fitted = (rows["params"] >= row["n_fit_low"] * (1 - 1e-9)) & (
+                    rows["params"] <= row["n_fit_high"] * (1 + 1e-9)
+                )
+                ax.scatter(rows.filter(fitted)["params"], rows.filter(fitted)["value"], s=16, color=colour, zorder=3)
+                ax.scatter(rows.filter(~fitted)["params"], rows.filter(~fitted)["value"], s=16, zorder=3,
+                           facecolors="none", edgecolors=colour)  # fmt: skip
                 if row["c2"] is None or not np.isfinite(row["c2"]):
                     continue
-                x = np.log(rows["params"].to_numpy() / row["n_ref"])
-                grid = np.linspace(x.min(), x.max(), 64)
+                grid = np.linspace(
+                    np.log(row["n_fit_low"] / row["n_ref"]), np.log(row["n_fit_high"] / row["n_ref"]), 64
+                )
                 ax.plot(
                     row["n_ref"] * np.exp(grid), row["c0"] + grid * (row["c1"] + grid * row["c2"]), color=colour, lw=1.2
                 )

@@ -23,6 +23,23 @@ def test_epoch_chinchilla_bundled():
         lawfit.datasets.load("nope")
 
 
+def test_porian_isoflop_points_lie_on_their_budgets():
+    import polars as pl
+
+    from lawfit.data import bundled
+
+    frame = lawfit.datasets.load("porian-isoflop")
+    published = bundled.porian_published()
+    assert frame.height == 1745 and set(frame["family"]) == set(published)
+    budgets = frame.group_by("family").agg(pl.col("flops").n_unique().alias("n"))
+    assert dict(budgets.iter_rows()) == {family: p["budgets"] for family, p in published.items()}
+    # Budgets double from 1.25e16; outside the attention-FLOPs settings C = 6 N D exactly.
+    assert np.allclose(np.log2(frame["flops"].unique().to_numpy() / 1.25e16) % 1, 0)
+    six_nd = frame.filter(pl.col("param_count") != "attention")
+    np.testing.assert_allclose(6 * six_nd["params"] * six_nd["tokens"], six_nd["flops"], rtol=1e-6)
+    assert all(p["a_low"] < p["a"] < p["a_high"] for p in published.values())
+
+
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared is not present")
 def test_bundled_matches_shared_release():
     import polars as pl
