@@ -6,7 +6,6 @@ import dataclasses
 import enum
 import functools
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,19 +136,22 @@ class Task:
         init = self.init
         if not isinstance(init, str | int):
             init = hashlib.sha256(np.ascontiguousarray(np.asarray(init, dtype=np.float64)).tobytes()).hexdigest()
-        spec = {
-            "law": self.law_name,
-            "data": self.data_hash(),
-            "objective": _objective_fields(self.objective),
-            "init": init,
-            "fixed": sorted((self.fixed or {}).items()),
-            "labels": sorted((str(k), str(v)) for k, v in self.labels.items()),
-            "seed": self.seed,
-        }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+        # repr of plain values, one field per line: a few us where json.dumps of a dict took ~13 us.
+        spec = "\n".join(
+            (
+                self.law_name,
+                self.data_hash(),
+                _objective_text(self.objective),
+                repr(init),
+                repr(sorted((self.fixed or {}).items())),
+                repr(sorted((str(k), str(v)) for k, v in self.labels.items())),
+                repr(int(self.seed)),
+            )
+        )
+        return hashlib.sha256(spec.encode()).hexdigest()[:20]
 
 
 @functools.lru_cache(maxsize=256)
-def _objective_fields(objective: Objective) -> dict[str, Any]:
+def _objective_text(objective: Objective) -> str:
     # Computed once per objective: `dataclasses.asdict` deep-copies, a quarter of a small fit's host time.
-    return dataclasses.asdict(objective)
+    return repr(sorted(dataclasses.asdict(objective).items()))
