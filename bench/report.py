@@ -50,6 +50,23 @@ def chinchilla_section(result: dict) -> list[str]:
         "compile s = first run minus warm run. The engine runs before the scipy loop, which runs once.",
         "",
     ]
+    fresh = [(k, e["fresh_process"]) for k, e in fig.items() if k.startswith("engine_") and "fresh_process" in e]
+    if fresh:
+        lines += [
+            "Fresh process, warm compile cache (`lawfit reproduce chinchilla --solver lm --init ...`, median of 3; "
+            "for the grid, the ratios are per start too, the starts being the same 4500):",
+            "",
+            "| route | whole process s | import jax alone s | over import jax s | solve s (reported) | "
+            "scipy grid loop / whole process | scipy grid loop / solve |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, f in fresh:
+            lines.append(
+                f"| lawfit {key.removeprefix('engine_').replace('_', ' ')} | {f['whole_process_seconds']:.2f} | "
+                f"{f['import_jax_seconds']:.2f} | {f['over_import_jax_seconds']:.2f} | {f['solve_seconds']:.3f} | "
+                f"{scipy['seconds'] / f['whole_process_seconds']:.1f}x | {scipy['seconds'] / f['solve_seconds']:.1f}x |"
+            )
+        lines.append("")
     return lines
 
 

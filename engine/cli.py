@@ -121,12 +121,17 @@ def _reproduce_scalebench(args) -> int:
     return 0
 
 
+def _resamples(args, default: int) -> int:
+    """--bootstrap of a reproduction, 0 meaning its default."""
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
+    return args.bootstrap or default
+
+
 def _reproduce_compute_optimal(args) -> int:
     from . import reproduce
 
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
-    out = reproduce.compute_optimal(bootstrap=args.bootstrap or 200, seed=args.seed)
+    out = reproduce.compute_optimal(bootstrap=_resamples(args, 200), seed=args.seed)
     report = out.pop("report")
     if args.json:
         print(json.dumps(out, default=str))
@@ -150,9 +155,7 @@ def _reproduce_compute_optimal(args) -> int:
 def _reproduce_porian(args) -> int:
     from . import reproduce
 
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap: expected a number of resamples >= 0, got {args.bootstrap}")
-    out = reproduce.porian(bootstrap=args.bootstrap or 100, seed=args.seed)
+    out = reproduce.porian(bootstrap=_resamples(args, 100), seed=args.seed)
     if args.json:
         print(json.dumps(out, default=str))
         return 0
