@@ -160,7 +160,7 @@ def _reproduce_porian(args) -> int:
         print(json.dumps(out, default=str))
         return 0
     print(
-        f"Approach 2 on Porian et al.'s IsoFLOP points ({out['n_points']} points, 15 settings), "
+        f"Approach 2 on Porian et al.'s IsoFLOP points ({out['n_points']} points, {len(out['settings'])} settings), "
         f"{out['bootstrap']} bootstrap resamples; a = exponent of N*(C), 95 % intervals"
     )
     window = f"window {out['window']:g}x"

@@ -306,9 +306,9 @@ def optimal_plots(
                 fitted = (rows["params"] >= row["n_fit_low"] * (1 - 1e-9)) & (
                     rows["params"] <= row["n_fit_high"] * (1 + 1e-9)
                 )
-                ax.scatter(rows.filter(fitted)["params"], rows.filter(fitted)["value"], s=16, color=colour, zorder=3)
-                ax.scatter(rows.filter(~fitted)["params"], rows.filter(~fitted)["value"], s=16, zorder=3,
-                           facecolors="none", edgecolors=colour)  # fmt: skip
+                inside, outside = rows.filter(fitted), rows.filter(~fitted)
+                ax.scatter(inside["params"], inside["value"], s=16, color=colour, zorder=3)
+                ax.scatter(outside["params"], outside["value"], s=16, zorder=3, facecolors="none", edgecolors=colour)
                 if row["c2"] is None or not np.isfinite(row["c2"]):
                     continue
                 grid = np.linspace(
