@@ -29,8 +29,25 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
     assert _rows(chunked) == _rows(whole)
     runner.run(tasks, tmp_path / "job", chunk_tasks=64, keep_restarts=True, progress=False)
     assert _rows(runner.read(tmp_path / "job")) == _rows(whole)
-    small = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(pool_lanes=128, steps_per_call=3))
-    assert _rows(small) == _rows(whole)
+    # Smaller pools, and a tail that moves down the ladder at once.
+    small = Tuning(pool_lanes=128, steps_per_call=3, shrink_lane_point_steps=0)
+    assert _rows(lawfit.fit_many(tasks, keep_restarts=True, tuning=small)) == _rows(whole)
+
+
+def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled():
+    """Moving a tail to a smaller pool costs a compile: a small job's tail stays where it is, unless
+    the smaller program is compiled already or the idle lanes have cost as much."""
+    programs.clear()
+    tasks = list(synthetic.chinchilla_tasks(40, n_points=12, init=8))  # 320 fits: a 512-lane pool
+
+    def pools() -> list[int]:
+        return sorted(key.rows * key.width for key in programs._COMPILED if isinstance(key, programs.PoolKey))
+
+    stay = lawfit.fit_many(tasks, keep_restarts=True)
+    assert pools() == [512]
+    move = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(shrink_lane_point_steps=0))
+    assert pools() == [64, 512]
+    assert _rows(move) == _rows(stay)
 
 
 def test_a_job_compiles_only_its_declared_programs():

@@ -98,6 +98,7 @@ class Pool:
         self.row_segment: list[Segment | None] = []
         self.row_task = np.zeros(0, np.int64)
         self.lane_restart = np.zeros((0, 0), np.int64)
+        self.idle_lane_steps = 0  # lanes idle x driver steps since nothing was left to load
 
     @property
     def key(self) -> programs.PoolKey:
@@ -169,7 +170,17 @@ class Pool:
         stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1
         n_steps = np.int32(self.tuning.steps_per_call * stretch)
         self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget)
+        if not self.queue:
+            self.idle_lane_steps += (self.lanes - self.busy) * int(n_steps)
         self._harvest()
+
+    def _worth_shrinking(self, level: int) -> bool:
+        """Move the tail to the smaller program `level` once it is compiled, or once the lanes left
+        idle in this one since the tail began have cost about a compile (rent or buy, counted in
+        lane-point-steps, never in seconds): a short tail finishes where it is."""
+        if programs.is_compiled(self.keys[level]):
+            return True
+        return self.idle_lane_steps * self.key.fit.n_pad >= self.tuning.shrink_lane_point_steps
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task
@@ -230,6 +241,9 @@ class Pool:
         level = fits[-1] if fits else 0
         if self.level is not None and (level == self.level or (level > self.level and self.pending)):
             return  # shrink only when nothing is queued
+        if self.level is not None and level > self.level and not self._worth_shrinking(level):
+            return
+        self.idle_lane_steps = 0
         key = self.keys[level]
         if self.level is None:
             self.level = level

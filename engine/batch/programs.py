@@ -109,6 +109,12 @@ def clear() -> None:
     jax.clear_caches()
 
 
+def is_compiled(key) -> bool:
+    """Whether the program `key` is compiled in this process already."""
+    with _LOCK:
+        return key in _COMPILED
+
+
 def _spec(leaf, sharding=None) -> jax.ShapeDtypeStruct:
     if isinstance(leaf, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)

@@ -18,6 +18,10 @@ class Tuning:
     tail_divisors: the smaller pool sizes (pool_lanes / d) a job's tail moves to, and that a job
         with fewer fits starts in. Pre-declared, so a job compiles at most len + 1 pool programs
         per program key.
+    shrink_lane_point_steps: a tail moves to a smaller pool program not compiled yet only once the
+        idle lanes of its pool have run this many lane-point-steps (about one compile, ~2 s, at
+        ~40 ns a lane-point-step of LM on the 2-core CPU): a small job does not compile a second
+        pool for a tail shorter than the compile.
     min_lanes: no pool is smaller than this.
     steps_per_call: driver steps between two refills (finished lanes wait at most this long).
     batch_points: tasks x starts x padded points of one call of the start programs (variable
@@ -31,6 +35,7 @@ class Tuning:
     lane_points: int = 1 << 20
     lane_cells: int = 1 << 21
     tail_divisors: tuple[int, ...] = (8, 64)
+    shrink_lane_point_steps: int = 1 << 26
     min_lanes: int = 64
     steps_per_call: int = 8
     batch_points: int = 1 << 21

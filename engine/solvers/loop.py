@@ -57,35 +57,32 @@ def active(status):
 
 def advance(solver, evaluate, state, problems, n_steps, max_steps):
     """Up to `n_steps` driver steps (traced integers: no recompilation per value); done lanes stay
-    put; a lane that reaches `max_steps` evaluations ends with `Status.MAX_ITER`. Fresh lanes exist
-    only before the first step (`refill` runs between calls), so only that step pays for `init`."""
+    put; a lane that reaches `max_steps` evaluations ends with `Status.MAX_ITER`."""
     points = evaluate.layout(problems, state.status.shape[1])  # once, outside the loop
 
-    def step(state, first: bool):
-        trial = _per_lane(solver.propose)(state)
-        if first:
-            fresh = state.status == Status.FRESH
-            trial = jnp.where(fresh[..., None], state.theta, trial)
+    def step(state):
+        # One step for every lane: a fresh lane evaluates its start and runs `init`, the others
+        # `update` at their proposal. Both are computed and selected per lane, so the evaluator is
+        # traced once (a separate first step doubled the program and its compile time).
+        fresh = state.status == Status.FRESH
+        trial = jnp.where(fresh[..., None], state.theta, _per_lane(solver.propose)(state))
         evaluation = evaluate(trial, problems, points)
-        new = _per_lane(solver.update)(state, trial, evaluation)
-        if first:
-            started = _per_lane(solver.init)(trial, evaluation)
-            new = jax.tree.map(lambda a, b: _where_lanes(fresh, a, b), started, new)
+        started = _per_lane(solver.init)(trial, evaluation)
+        updated = _per_lane(solver.update)(state, trial, evaluation)
+        new = jax.tree.map(lambda a, b: _where_lanes(fresh, a, b), started, updated)
         spent = (new.status == Status.RUNNING) & (new.n_evals >= max_steps)
         new = eqx.tree_at(lambda s: s.status, new, jnp.where(spent, Status.MAX_ITER, new.status))
-        moving = active(state.status)
-        return jax.tree.map(lambda a, b: _where_lanes(moving, a, b), new, state)
+        return jax.tree.map(lambda a, b: _where_lanes(active(state.status), a, b), new, state)
 
     def cond(carry):
         state, n = carry
-        return (n < n_steps) & jnp.any(state.status == Status.RUNNING)
+        return (n < n_steps) & jnp.any(active(state.status))
 
     def body(carry):
         state, n = carry
-        return step(state, False), n + 1
+        return step(state), n + 1
 
-    state = jax.lax.cond((n_steps > 0) & jnp.any(active(state.status)), lambda s: step(s, True), lambda s: s, state)
-    state, _ = jax.lax.while_loop(cond, body, (state, jnp.asarray(1, dtype=jnp.int32)))
+    state, _ = jax.lax.while_loop(cond, body, (state, jnp.asarray(0, dtype=jnp.int32)))
     return state
 
 
