@@ -7,8 +7,13 @@ parameters, shapes, solver and options), the source of the lawfit package, the j
 versions, the x64 flag and the devices. Laws whose code lives outside lawfit (a user's own Python
 `Law`) have no fingerprint and are always traced; formula laws are fingerprinted by their text.
 
+Beside each export, the compiled executable itself is kept (`jax.experimental.serialize_executable`)
+under the same fingerprint plus the machine's (CPU architecture and features, XLA_FLAGS): loading it
+skips lowering and the XLA cache lookup (the Chinchilla LM pool program: 0.17 s against 0.39 s).
+
 The archive is on only where a directory is set (`lawfit.cli.enable_compile_cache` sets one beside
-the XLA cache); a file that cannot be read is ignored and rewritten.
+the XLA cache); a file that cannot be read is ignored and rewritten. Like the XLA cache, it holds
+code that is run when loaded: point it only at a directory of your own.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import dataclasses
 import functools
 import hashlib
 import os
+import pickle
+import platform
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import jax
 import jaxlib
 import numpy as np
+from jax.experimental import serialize_executable
 
 from lawfit import kernels
 
@@ -113,11 +122,84 @@ def load(name: str | None) -> jax.export.Exported | None:
 
 
 def save(name: str | None, exported: jax.export.Exported) -> None:
-    """Write `exported` as `name` (atomically: concurrent processes never see half a file)."""
+    """Write `exported` as `name`."""
+    if DIRECTORY is not None and name is not None:
+        _write(DIRECTORY / f"{name}.jaxexport", exported.serialize())
+
+
+def _write(path: Path, payload: bytes) -> None:
+    """Atomically: concurrent processes never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(handle, "wb") as out:
+        out.write(payload)
+    os.replace(temporary, path)
+
+
+@functools.cache
+def _machine() -> str:
+    """What compiled code depends on beyond the fingerprint: the CPU's architecture and features
+    (the executable holds machine code) and the XLA flags it was compiled under."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    context = (platform.machine(), platform.processor(), flags, os.environ.get("XLA_FLAGS", ""))
+    return hashlib.sha256(repr(context).encode()).hexdigest()[:16]
+
+
+def _executable_path(name: str) -> Path:
+    return DIRECTORY / f"{name}-{_machine()}.xla"
+
+
+def load_executable(name: str | None, devices: tuple) -> jax.stages.Compiled | None:
+    """The compiled program `name` for `devices`, or None (no archive, not saved, or unreadable)."""
+    if DIRECTORY is None or name is None:
+        return None
+    try:
+        payload, in_tree, out_tree, uses_lapack = pickle.loads(_executable_path(name).read_bytes())
+        if uses_lapack:
+            # Lowering registers the CPU LAPACK kernels; a loaded executable calling them unregistered
+            # would crash the process.
+            from jax._src.lax import linalg
+
+            linalg.initialize_lapack()
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree, execution_devices=list(devices))
+    except Exception:  # missing, from another jax, or half-written: compile instead
+        return None
+
+
+_LOCAL = threading.local()
+
+
+def _on_event(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _LOCAL.cache_hit = True
+
+
+jax.monitoring.register_event_listener(_on_event)
+
+
+def compile_and_keep(name: str | None, lowered: jax.stages.Lowered) -> jax.stages.Compiled:
+    """`lowered.compile()`, its executable archived as `name` when it was compiled here: one that
+    the XLA cache gave back serializes without its code (it fails when run), so it is not kept."""
+    _LOCAL.cache_hit = False
+    compiled = lowered.compile()
+    if not _LOCAL.cache_hit:
+        save_executable(name, compiled)
+    return compiled
+
+
+def save_executable(name: str | None, compiled: jax.stages.Compiled) -> None:
+    """Keep `compiled` as `name` for this machine (silently not, where it cannot be serialized)."""
     if DIRECTORY is None or name is None:
         return
-    DIRECTORY.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=DIRECTORY, suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        out.write(exported.serialize())
-    os.replace(temporary, DIRECTORY / f"{name}.jaxexport")
+    try:
+        payload, in_tree, out_tree = serialize_executable.serialize(compiled)
+        uses_lapack = "lapack" in compiled.as_text()
+        blob = pickle.dumps((payload, in_tree, out_tree, uses_lapack))
+    except Exception:
+        return
+    _write(_executable_path(name), blob)

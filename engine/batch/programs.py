@@ -138,7 +138,8 @@ def _compiled(key, build, devices: tuple | None = None):
     """The program for `key`, compiled on first use: `build()` gives (function, example args, an
     example of the output's structure). The function is exported (`jax.export`) over flat leaves
     and compiled from the export, archived on disk or loaded from there (`archive`): a program
-    compiles from the same StableHLO whether it was traced in this process or loaded."""
+    compiles from the same StableHLO whether it was traced in this process or loaded, and its
+    compiled executable, once archived, is loaded as it is."""
     with _LOCK:
         program = _COMPILED.get(key)
     if program is not None:
@@ -148,20 +149,25 @@ def _compiled(key, build, devices: tuple | None = None):
     specs = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.ShapeDtypeStruct) else _spec(leaf), args)
     leaves, tree = jax.tree.flatten(specs)
     output_tree = jax.tree.structure(output)
-    name = archive.fingerprint(key, devices or tuple(jax.local_devices()[:1]))
-    exported = archive.load(name)
-    loaded = exported is not None
+    devices = devices or tuple(jax.local_devices()[:1])
+    name = archive.fingerprint(key, devices)
+    compiled = archive.load_executable(name, devices)
+    loaded = compiled is not None
     if not loaded:
+        exported = archive.load(name)
+        loaded = exported is not None
+        if not loaded:
 
-        def flat(*flat_args):
-            out = fn(*jax.tree.unflatten(tree, flat_args))
-            if jax.tree.structure(out) != output_tree:
-                raise TypeError(f"program {type(key).__name__}: output is not shaped like its declared example")
-            return tuple(jax.tree.leaves(out))
+            def flat(*flat_args):
+                out = fn(*jax.tree.unflatten(tree, flat_args))
+                if jax.tree.structure(out) != output_tree:
+                    raise TypeError(f"program {type(key).__name__}: output is not shaped like its declared example")
+                return tuple(jax.tree.leaves(out))
 
-        exported = jax.export.export(jax.jit(flat))(*leaves)
-        archive.save(name, exported)
-    program = Program(jax.jit(exported.call).lower(*leaves).compile(), output_tree)
+            exported = jax.export.export(jax.jit(flat))(*leaves)
+            archive.save(name, exported)
+        compiled = archive.compile_and_keep(name, jax.jit(exported.call).lower(*leaves))
+    program = Program(compiled, output_tree)
     STATS.add(time.perf_counter() - start, loaded)
     with _LOCK:
         return _COMPILED.setdefault(key, program)
