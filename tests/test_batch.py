@@ -20,14 +20,14 @@ def _rows(frame: pl.DataFrame) -> dict:
 def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(tmp_path):
     """Twice, in chunks of other sizes, through the runner, and with other pool sizes (so other tail
     shapes and refill orders): every row identical, to the bit."""
-    tasks = list(synthetic.chinchilla_tasks(150, n_points=12, init=6))
+    tasks = list(synthetic.chinchilla_tasks(80, n_points=12, init=6))
     whole = lawfit.fit_many(tasks, keep_restarts=True)
     assert _rows(lawfit.fit_many(tasks, keep_restarts=True)) == _rows(whole)
     chunked = pl.concat(
-        [lawfit.fit_many(tasks[i : i + 40], keep_restarts=True) for i in range(0, 150, 40)], how="diagonal_relaxed"
+        [lawfit.fit_many(tasks[i : i + 30], keep_restarts=True) for i in range(0, 80, 30)], how="diagonal_relaxed"
     )
     assert _rows(chunked) == _rows(whole)
-    runner.run(tasks, tmp_path / "job", chunk_tasks=64, keep_restarts=True, progress=False)
+    runner.run(tasks, tmp_path / "job", chunk_tasks=32, keep_restarts=True, progress=False)
     assert _rows(runner.read(tmp_path / "job")) == _rows(whole)
     # Smaller pools, and a tail that moves down the ladder at once.
     small = Tuning(pool_lanes=128, steps_per_call=3, shrink_lane_point_steps=0)

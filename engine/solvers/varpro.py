@@ -136,6 +136,19 @@ def _cell_best(values, shape: tuple[int, ...], n_cells: int):
     return jnp.isfinite(values) & (values <= best[cell])
 
 
+def _map_in_batches(fn, xs, batch_size: int):
+    """`lax.map(fn, xs, batch_size=...)` over inputs padded (with copies of the first) to a whole
+    number of batches, the padding's results dropped: a remainder batch would trace and compile `fn`
+    a second time (the Chinchilla grid's 40,401 points left 465)."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    batch_size = min(batch_size, n)
+    pad = -n % batch_size
+    if pad:
+        xs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])]), xs)
+    out = jax.lax.map(fn, xs, batch_size=batch_size)
+    return jax.tree.map(lambda x: x[:n], out)
+
+
 def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64, batch_size: int = 1024):
     """Best `n_starts` starting points for ONE task.
 
@@ -153,8 +166,8 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
 
     if spec.depends is not None:
         gram, rhs = _separable_normal_equations(spec, problem.feats, weights, y)
-        coefs, ssrs = jax.lax.map(
-            lambda args: _solve_linear(args[0], args[1], y_wy, spec.nonneg), (gram, rhs), batch_size=batch_size
+        coefs, ssrs = _map_in_batches(
+            lambda args: _solve_linear(args[0], args[1], y_wy, spec.nonneg), (gram, rhs), batch_size
         )
     else:
 
@@ -163,7 +176,7 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
             weighted = basis * weights[:, None]
             return _solve_linear(weighted.T @ basis, weighted.T @ y, y_wy, spec.nonneg)
 
-        coefs, ssrs = jax.lax.map(scan_point, grid, batch_size=batch_size)
+        coefs, ssrs = _map_in_batches(scan_point, grid, batch_size)
 
     # Candidates, in this order: the strict local minima of the surrogate on the grid (one per basin), the
     # best point of each coarse cell of the grid (spread: a robust loss can prefer a basin the least-squares
