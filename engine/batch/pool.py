@@ -98,7 +98,7 @@ class Pool:
         self.row_segment: list[Segment | None] = []
         self.row_task = np.zeros(0, np.int64)
         self.lane_restart = np.zeros((0, 0), np.int64)
-        self.idle_lane_steps = 0  # lanes idle x driver steps since nothing was left to load
+        self.wanted = None  # the smaller program the tail would move to once it is worth a compile
 
     @property
     def key(self) -> programs.PoolKey:
@@ -170,17 +170,18 @@ class Pool:
         stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1
         n_steps = np.int32(self.tuning.steps_per_call * stretch)
         self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget)
-        if not self.queue:
-            self.idle_lane_steps += (self.lanes - self.busy) * int(n_steps)
+        if self.wanted is not None:
+            extra = (self.lanes - self.sizes[self.wanted]) * key.fit.n_pad * int(n_steps)
+            programs.TAIL_RENT[self.keys[self.wanted]] += extra
         self._harvest()
 
     def _worth_shrinking(self, level: int) -> bool:
-        """Move the tail to the smaller program `level` once it is compiled, or once the lanes left
-        idle in this one since the tail began have cost about a compile (rent or buy, counted in
-        lane-point-steps, never in seconds): a short tail finishes where it is."""
-        if programs.is_compiled(self.keys[level]):
-            return True
-        return self.idle_lane_steps * self.key.fit.n_pad >= self.tuning.shrink_lane_point_steps
+        """Whether the tail should move to the smaller program `level`: it is compiled, or tails in
+        this process have spent about a compile in larger pools while it would have held them (rent
+        or buy, counted in lane-point-steps, never in seconds). A short tail finishes where it is,
+        and a process that keeps paying for the same tail compiles the program once."""
+        key = self.keys[level]
+        return programs.is_compiled(key) or programs.TAIL_RENT[key] >= self.tuning.shrink_lane_point_steps
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task
@@ -241,9 +242,16 @@ class Pool:
         level = fits[-1] if fits else 0
         if self.level is not None and (level == self.level or (level > self.level and self.pending)):
             return  # shrink only when nothing is queued
-        if self.level is not None and level > self.level and not self._worth_shrinking(level):
-            return
-        self.idle_lane_steps = 0
+        self.wanted = None
+        if self.level is not None and level > self.level:
+            # The tail: the smallest shape that holds it if that is worth a compile, else the
+            # smallest compiled one that does, else stay (and pay rent towards the wanted one).
+            ready = [i for i in fits if i > self.level and programs.is_compiled(self.keys[i])]
+            if not self._worth_shrinking(level):
+                if not ready:
+                    self.wanted = level
+                    return
+                level = ready[-1]
         key = self.keys[level]
         if self.level is None:
             self.level = level

@@ -10,6 +10,7 @@ of tracing, and the persistent XLA cache turns their compiles into loads.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import threading
@@ -100,12 +101,16 @@ class CompileStats:
 STATS = CompileStats()
 _LOCK = threading.Lock()
 _COMPILED: dict[object, Program] = {}
+# Per pool program not compiled yet: the lane-point-steps that job tails in this process spent in
+# larger pools while it would have held them (`pool.Pool` compiles it once this is about a compile).
+TAIL_RENT: collections.Counter = collections.Counter()
 
 
 def clear() -> None:
-    """Drop every compiled program of this process."""
+    """Drop every compiled program of this process (and the tails' rent towards new ones)."""
     with _LOCK:
         _COMPILED.clear()
+        TAIL_RENT.clear()
     jax.clear_caches()
 
 
