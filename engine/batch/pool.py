@@ -176,12 +176,12 @@ class Pool:
         self._harvest()
 
     def _worth_shrinking(self, level: int) -> bool:
-        """Whether the tail should move to the smaller program `level`: it is compiled, or tails in
-        this process have spent about a compile in larger pools while it would have held them (rent
-        or buy, counted in lane-point-steps, never in seconds). A short tail finishes where it is,
-        and a process that keeps paying for the same tail compiles the program once."""
+        """Whether the tail should move to the smaller program `level`: it is compiled or archived,
+        or tails in this process have spent about a compile in larger pools while it would have held
+        them (rent or buy, counted in lane-point-steps, never in seconds). A short tail finishes
+        where it is, and a process that keeps paying for the same tail compiles the program once."""
         key = self.keys[level]
-        return programs.is_compiled(key) or programs.TAIL_RENT[key] >= self.tuning.shrink_lane_point_steps
+        return programs.is_ready(key) or programs.TAIL_RENT[key] >= self.tuning.shrink_lane_point_steps
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task
@@ -246,7 +246,7 @@ class Pool:
         if self.level is not None and level > self.level:
             # The tail: the smallest shape that holds it if that is worth a compile, else the
             # smallest compiled one that does, else stay (and pay rent towards the wanted one).
-            ready = [i for i in fits if i > self.level and programs.is_compiled(self.keys[i])]
+            ready = [i for i in fits if i > self.level and programs.is_ready(self.keys[i])]
             if not self._worth_shrinking(level):
                 if not ready:
                     self.wanted = level
