@@ -6,7 +6,7 @@ import pytest
 
 import lawfit
 from lawfit import kernels, plan, runner, synthetic
-from lawfit.batch import Tuning, programs
+from lawfit.batch import Tuning, archive, programs
 from lawfit.batch.solve import pool_keys
 from lawfit.types import Objective
 
@@ -34,9 +34,10 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
     assert _rows(lawfit.fit_many(tasks, keep_restarts=True, tuning=small)) == _rows(whole)
 
 
-def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled():
+def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tmp_path, monkeypatch):
     """Moving a tail to a smaller pool costs a compile: a small job's tail stays where it is, unless
     the smaller program is compiled already or tails have spent about as much in larger pools."""
+    monkeypatch.setattr(archive, "DIRECTORY", tmp_path)  # an empty archive: nothing is ready to load
     programs.clear()
     tasks = list(synthetic.chinchilla_tasks(40, n_points=12, init=8))  # 320 fits: a 512-lane pool
 
