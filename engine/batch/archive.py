@@ -154,9 +154,12 @@ def _executable_path(name: str) -> Path:
     return DIRECTORY / f"{name}-{_machine()}.xla"
 
 
-def has_executable(name: str | None) -> bool:
-    """Whether the compiled program `name` is archived for this machine."""
-    return DIRECTORY is not None and name is not None and _executable_path(name).is_file()
+def has(name: str | None) -> bool:
+    """Whether the program `name` is archived: its executable for this machine, or its export (which
+    the XLA cache usually turns into a load)."""
+    if DIRECTORY is None or name is None:
+        return False
+    return _executable_path(name).is_file() or (DIRECTORY / f"{name}.jaxexport").is_file()
 
 
 def load_executable(name: str | None, devices: tuple) -> jax.stages.Compiled | None:
