@@ -18,10 +18,11 @@ class Tuning:
     tail_divisors: the smaller pool sizes (pool_lanes / d) a job's tail moves to, and that a job
         with fewer fits starts in. Pre-declared, so a job compiles at most len + 1 pool programs
         per program key.
-    shrink_lane_point_steps: a tail moves to a smaller pool program not compiled yet only once the
-        idle lanes of its pool have run this many lane-point-steps (about one compile, ~2 s, at
-        ~40 ns a lane-point-step of LM on the 2-core CPU): a small job does not compile a second
-        pool for a tail shorter than the compile.
+    shrink_lane_point_steps: a tail moves to a smaller pool program that is neither compiled nor
+        archived only once tails in the process have run this many lane-point-steps in larger pools
+        that it would have held (~0.7 s of one-restart-a-row LM at ~40 ns a lane-point-step on the
+        2-core CPU, ~0.15 s of shared-row LM; a pool compiles in ~2 s): a small job's short tail
+        does not compile a second pool, a long one does not wait long. The rent is per process.
     min_lanes: no pool is smaller than this.
     steps_per_call: driver steps between two refills (finished lanes wait at most this long).
     batch_points: tasks x starts x padded points of one call of the start programs (variable
@@ -35,7 +36,7 @@ class Tuning:
     lane_points: int = 1 << 20
     lane_cells: int = 1 << 21
     tail_divisors: tuple[int, ...] = (8, 64)
-    shrink_lane_point_steps: int = 1 << 26
+    shrink_lane_point_steps: int = 1 << 24
     min_lanes: int = 64
     steps_per_call: int = 8
     batch_points: int = 1 << 21
