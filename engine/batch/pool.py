@@ -231,6 +231,7 @@ class Pool:
         """Move to the smallest shape that holds the busy lanes and the queued fits, when it differs
         from the current one: up as work arrives, down once nothing is queued (the tail, or a
         straggler while no more work can come yet). Every shape of the ladder is compiled once."""
+        self.wanted = None
         needed = self.busy + self.pending
         busy_rows = np.flatnonzero((self.lane_restart >= 0).any(axis=1))
         busy_width = int((self.lane_restart >= 0).sum(axis=1).max()) if busy_rows.size else 0
@@ -242,7 +243,6 @@ class Pool:
         level = fits[-1] if fits else 0
         if self.level is not None and (level == self.level or (level > self.level and self.pending)):
             return  # shrink only when nothing is queued
-        self.wanted = None
         if self.level is not None and level > self.level:
             # The tail: the smallest shape that holds it if that is worth a compile, else the
             # smallest compiled one that does, else stay (and pay rent towards the wanted one).
