@@ -96,6 +96,12 @@ def _identity(value) -> str | None:
 
 def fingerprint(key, devices: tuple) -> str | None:
     """The archive name of the program `key` placed on `devices`, or None when it cannot be named."""
+    return _fingerprint(key, devices, bool(jax.config.jax_enable_x64))
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint(key, devices: tuple, x64: bool) -> str | None:
+    # Cached: naming a key walks the whole law (~0.6 ms), and a job's tail asks on every call.
     described = _identity(key)
     if described is None:
         return None
@@ -104,7 +110,7 @@ def fingerprint(key, devices: tuple) -> str | None:
         _source_hash(),
         jax.__version__,
         jaxlib.__version__,
-        bool(jax.config.jax_enable_x64),
+        x64,
         tuple((d.platform, d.device_kind, d.id) for d in devices),
     )
     return hashlib.sha256(repr(context).encode()).hexdigest()[:32]

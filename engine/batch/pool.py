@@ -175,14 +175,6 @@ class Pool:
             programs.TAIL_RENT[self.keys[self.wanted]] += extra
         self._harvest()
 
-    def _worth_shrinking(self, level: int) -> bool:
-        """Whether the tail should move to the smaller program `level`: it is compiled or archived,
-        or tails in this process have spent about a compile in larger pools while it would have held
-        them (rent or buy, counted in lane-point-steps, never in seconds). A short tail finishes
-        where it is, and a process that keeps paying for the same tail compiles the program once."""
-        key = self.keys[level]
-        return programs.is_ready(key) or programs.TAIL_RENT[key] >= self.tuning.shrink_lane_point_steps
-
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task
         self.lane_restart[row, lanes] = restarts
@@ -244,14 +236,17 @@ class Pool:
         if self.level is not None and (level == self.level or (level > self.level and self.pending)):
             return  # shrink only when nothing is queued
         if self.level is not None and level > self.level:
-            # The tail: the smallest shape that holds it if that is worth a compile, else the
-            # smallest compiled one that does, else stay (and pay rent towards the wanted one).
+            # The tail moves to the smallest shape that holds it when that program is ready (compiled
+            # or archived) or tails in this process have spent about a compile in larger pools that
+            # it would have held (rent or buy, in lane-point-steps, never seconds); else to the
+            # smallest ready one that holds it; else it stays and pays rent towards the wanted one.
+            # A short tail finishes where it is; a process that keeps paying compiles it once.
             ready = [i for i in fits if i > self.level and programs.is_ready(self.keys[i])]
-            if not self._worth_shrinking(level):
+            if programs.TAIL_RENT[self.keys[level]] < self.tuning.shrink_lane_point_steps:
                 if not ready:
                     self.wanted = level
                     return
-                level = ready[-1]
+                level = ready[-1]  # `level` itself when it is ready
         key = self.keys[level]
         if self.level is None:
             self.level = level
