@@ -1,7 +1,7 @@
 """lawfit: fit scaling laws in bulk with jit- and vmap-compiled batched solvers.
 
 The public API is flat: `fit`, `fit_many`, `tasks_from_frame`, `laws`, `datasets`, and the shared
-types `Task`, `Objective`, `Status`.
+types `Task`, `Objective`, `Race`, `Status`.
 """
 
 import os
@@ -35,11 +35,12 @@ from lawfit import kernels as laws  # noqa: E402
 
 from . import datasets  # noqa: E402
 from .api import FitResult, fit, fit_many, tasks_from_frame  # noqa: E402
-from .types import Objective, Status, Task  # noqa: E402
+from .types import Objective, Race, Status, Task  # noqa: E402
 
 __all__ = [
     "FitResult",
     "Objective",
+    "Race",
     "Status",
     "Task",
     "datasets",

@@ -23,7 +23,7 @@ from .batch.tuning import DEFAULT as DEFAULT_TUNING
 from .batch.tuning import Tuning
 from .plan import TaskError, group, prepare, varpro_or_grid
 from .progress import Progress
-from .types import Objective, Task
+from .types import Objective, Race, Task
 
 # Epoch/Hoffmann approach 3: Huber(1e-3) on log residuals, summed.
 DEFAULT_OBJECTIVE = Objective()
@@ -43,6 +43,7 @@ def fit_many(
     screen_starts: int = 8,
     keep_restarts: bool = False,
     at_best_rtol: float = 1e-6,
+    race: Race | None = None,
     tuning: Tuning = DEFAULT_TUNING,
     solver_options: Mapping[str, Any] | None = None,
     progress: bool | Progress | None = None,
@@ -62,6 +63,8 @@ def fit_many(
         runs from the best `screen_starts` of them.
     keep_restarts: add list columns with every restart's objective, status, iterations and params.
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
+    race: stop restarts far behind their task's best at checkpoints (`Race`; they end `pruned`);
+        None (default) runs every restart to its end.
     tuning: pool sizes and refill cadence (`lawfit.batch.Tuning`).
     progress: a progress bar (fits done, fits/s, ETA) on stderr; None = only on a terminal for >= 100 tasks;
         a `Progress` to advance (a longer job's bar), which is left open.
@@ -99,6 +102,7 @@ def fit_many(
         screen_starts=screen_starts,
         keep_restarts=keep_restarts,
         at_best_rtol=at_best_rtol,
+        race=race,
         tuning=tuning,
         solver_options=solver_options,
     )
@@ -132,6 +136,7 @@ def fit_chunks(
     screen_starts: int = 8,
     keep_restarts: bool = False,
     at_best_rtol: float = 1e-6,
+    race: Race | None = None,
     tuning: Tuning = DEFAULT_TUNING,
     solver_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
@@ -152,7 +157,7 @@ def fit_chunks(
         raise ValueError(f"screen_starts must be >= 1, got {screen_starts}")
     budget = int(max_steps or solvers.SOLVERS[solver].max_steps)
     options = tuple(sorted((solver_options or {}).items()))
-    runner = Runner(solver, options, tuning, budget, progress.update if progress is not None else None)
+    runner = Runner(solver, options, tuning, budget, progress.update if progress is not None else None, race)
     row_options = dict(solver=solver, at_best_rtol=at_best_rtol, keep_restarts=keep_restarts)
 
     def open_chunk(tasks: Sequence[Task]) -> _Chunk:

@@ -15,6 +15,7 @@ import numpy as np
 class Status(enum.IntEnum):
     """Outcome of one fit (one restart, or the best restart of a task)."""
 
+    PAUSED = -4  # a pool lane waiting at a race checkpoint for its task's other restarts (internal)
     IDLE = -3  # a pool lane holding no fit (internal to the scheduler)
     FRESH = -2  # a pool lane loaded with a start, not evaluated yet (internal)
     RUNNING = -1
@@ -26,6 +27,8 @@ class Status(enum.IntEnum):
     TOO_FEW_POINTS = 5
     INVALID_INPUT = 6
     NON_UNIQUE = 7  # restarts reach the best objective at different parameters (set on the host)
+    PRUNED = 8  # a restart stopped by a race: far behind its task's best at a checkpoint (`Race`)
+    STALLED = 9  # a restart stopped by a race: f fell by < `Race.stall` (relative) since the last checkpoint
 
     @property
     def label(self) -> str:
@@ -88,6 +91,31 @@ class Objective:
         loss = f"huber({self.delta:g})" if self.loss == "huber" else "squared"
         extra = f" over*{self.over_penalty:g}" if self.over_penalty != 1.0 else ""
         return f"{loss}-{self.space}-{self.reduction}{extra}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Race:
+    """Racing a task's restarts: at every `every` evaluations its running restarts pause, and only
+    those whose objective is within `factor` of the task's best so far (f - best <= (factor - 1)
+    |best|, over its finished and paused restarts) go on; the others end as `pruned`. The best
+    restart is never pruned. A restart whose f fell by less than `stall` (relative) since its last
+    checkpoint ends as `stalled` (crawling along a kink or a clipped plateau). The decision waits for
+    all the task's restarts, so it depends only on their trajectories, never on timing or batching.
+    Pruning applies to tasks whose restarts all run side by side in one pool row (series of more
+    than `Tuning.shared_points` points, restarts no more than the row's width, e.g. 64 restarts);
+    the stall test to every restart of such rows. Pools of one restart a row never pause."""
+
+    every: int = 100
+    factor: float = 2.0
+    stall: float = 1e-6
+
+    def __post_init__(self):
+        if int(self.every) < 1:
+            raise ValueError(f"Race.every must be >= 1 evaluations, got {self.every}")
+        if not self.factor >= 1.0:
+            raise ValueError(f"Race.factor must be >= 1 (restarts within factor x the best go on), got {self.factor}")
+        if not 0.0 <= self.stall < 1.0:
+            raise ValueError(f"Race.stall must be in [0, 1) (a relative decrease per checkpoint), got {self.stall}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -34,6 +34,35 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
     assert _rows(lawfit.fit_many(tasks, keep_restarts=True, tuning=small)) == _rows(whole)
 
 
+def test_a_race_prunes_restarts_far_behind_and_its_rows_do_not_depend_on_the_pool():
+    """64 restarts of one task a row over 96 points (the stacked pass): a race prunes restarts far
+    behind their task's best; pausing at checkpoints leaves every other restart's trajectory as it
+    is (its objective is the unraced job's, to the bit); and the rows are the same, to the bit, for
+    tasks fitted alone (a one-row pool split over the devices by lanes) and together (by rows)."""
+    tasks = list(synthetic.chinchilla_tasks(6, n_points=96, init=64))
+    race = lawfit.Race(every=10, factor=1.5, stall=0.0)
+    plain = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300)
+    raced = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300, race=race)
+    statuses = np.array(raced["restart_status"].to_list())
+    assert (statuses == "pruned").sum() > 0
+    # A truncated restart ends no lower than it would have (the solver only accepts descents).
+    assert (raced["objective"].to_numpy() >= plain["objective"].to_numpy()).all()
+    ran = (statuses != "pruned") & (statuses != "stalled")
+    ours, theirs = np.array(raced["restart_objective"].to_list()), np.array(plain["restart_objective"].to_list())
+    assert ran.sum() > 0 and (ours[ran] == theirs[ran]).all()
+    alone = pl.concat([lawfit.fit_many([task], keep_restarts=True, max_steps=300, race=race) for task in tasks[:2]])
+    assert _rows(alone) == _rows(raced.head(2))
+
+
+def test_race_options_are_checked():
+    with pytest.raises(ValueError, match="Race.every must be >= 1"):
+        lawfit.Race(every=0)
+    with pytest.raises(ValueError, match="Race.factor must be >= 1"):
+        lawfit.Race(factor=0.5)
+    with pytest.raises(ValueError, match=r"Race.stall must be in \[0, 1\)"):
+        lawfit.Race(stall=1.0)
+
+
 def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tmp_path, monkeypatch):
     """Moving a tail to a smaller pool costs a compile: a small job's tail stays where it is, unless
     the smaller program is compiled already or tails have spent about as much in larger pools."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..plan import TaskBatch
 from ..solvers.loop import active
-from ..types import Status
+from ..types import Race, Status
 from . import programs
 from .tuning import Tuning
 
@@ -65,6 +65,7 @@ class Segment:
         self.next_restart = np.zeros(n_tasks, np.int64)  # per task, its next restart to load
         self.left = np.full(n_tasks, n_restarts)  # per task, restarts not finished
         self.first_pending = 0  # the first task with restarts to load
+        self.checkpoint_f = np.full((n_tasks, n_restarts), np.inf)  # f at each restart's last race checkpoint
 
     @property
     def pending(self) -> int:
@@ -85,11 +86,22 @@ class Pool:
     """A ladder of pool programs for one fit and solver, and the lanes' state between calls.
 
     progress: called with the number of tasks that finished after each call that finished some.
+    race: prune restarts far behind their task's best at checkpoints (`types.Race`); None runs
+    every restart to its end.
     """
 
-    def __init__(self, keys: list[programs.PoolKey], tuning: Tuning, max_steps: int, progress=None):
-        self.keys, self.tuning, self.progress = keys, tuning, progress
+    def __init__(
+        self,
+        keys: list[programs.PoolKey],
+        tuning: Tuning,
+        max_steps: int,
+        progress=None,
+        race: Race | None = None,
+    ):
+        self.keys, self.tuning, self.progress, self.race = keys, tuning, progress, race
         self.budget = np.int32(max_steps)
+        # Races need a task's restarts side by side in one row: pools of one restart a row never pause.
+        self.pause_every = np.int32(race.every if race is not None and keys[0].width > 1 else 0)
         self.sizes = [key.rows * key.width for key in keys]
         self.queue: collections.deque[Segment] = collections.deque()
         self.level = None  # index into keys; None until work arrives
@@ -169,7 +181,7 @@ class Pool:
         # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
         stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1
         n_steps = np.int32(self.tuning.steps_per_call * stretch)
-        self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget)
+        self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget, self.pause_every)
         if self.wanted is not None:
             extra = (self.lanes - self.sizes[self.wanted]) * key.fit.n_pad * int(n_steps)
             programs.TAIL_RENT[self.keys[self.wanted]] += extra
@@ -183,7 +195,9 @@ class Pool:
 
     def _harvest(self) -> None:
         status = np.asarray(self.state.status)
-        done = (self.lane_restart >= 0) & ~active(status)
+        if self.pause_every:
+            status = self._race(status)
+        done = (self.lane_restart >= 0) & ~active(status) & (status != Status.PAUSED)
         if done.any():
             rows, lane = np.nonzero(done)
             theta, f = np.asarray(self.state.theta), np.asarray(self.state.f)
@@ -218,6 +232,42 @@ class Pool:
                 self.row_task[row], self.row_segment[row] = -1, None
         for segment in complete:
             segment.done(segment)
+
+    def _race(self, status: np.ndarray) -> np.ndarray:
+        """Resume, prune or stop as stalled the lanes paused at a checkpoint (`types.Race`). A raced
+        row is decided once none of its lanes is still running: the task's finished restarts and
+        its paused ones are then all in, each paused one at the same evaluation count. A task with
+        more restarts than the widest row (run in waves) is not pruned; its lanes only take the
+        stall test, at once."""
+        paused = status == Status.PAUSED
+        if not paused.any():
+            return status
+        status = status.copy()
+        busy = self.lane_restart >= 0
+        f = np.asarray(self.state.f)
+        for row in np.flatnonzero(paused.any(axis=1)):
+            segment, task, lanes = self.row_segment[row], self.row_task[row], paused[row]
+            raced = segment.n_restarts <= self.keys[0].width
+            if raced and active(status[row][busy[row]]).any():
+                continue  # a restart of this task is still on its way to the checkpoint
+            keep = np.ones_like(lanes)
+            if raced:
+                seen = np.concatenate([segment.results.objective[task], f[row, busy[row]]])
+                seen = seen[np.isfinite(seen)]
+                if seen.size:
+                    best = seen.min()
+                    keep = f[row] - best <= (self.race.factor - 1.0) * abs(best)
+            restarts = self.lane_restart[row, lanes]
+            last = np.full(lanes.shape, np.inf)
+            last[lanes] = segment.checkpoint_f[task, restarts]
+            with np.errstate(invalid="ignore"):  # no checkpoint yet: inf - inf, never stalled
+                stalled = f[row] >= last - self.race.stall * np.abs(last)
+            segment.checkpoint_f[task, restarts] = f[row, lanes]
+            decided = np.select([~keep, stalled], [Status.PRUNED, Status.STALLED], Status.RUNNING)
+            status[row] = np.where(lanes, decided, status[row])
+        dtype = np.asarray(self.state.status).dtype
+        self.state = eqx.tree_at(lambda s: s.status, self.state, status.astype(dtype))
+        return status
 
     def _resize(self) -> None:
         """Move to the smallest shape that holds the busy lanes and the queued fits, when it differs

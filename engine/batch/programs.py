@@ -30,6 +30,7 @@ from lawfit import kernels
 
 from .. import solvers
 from ..plan import Tables, TaskBatch
+from ..solvers.evaluate import STACKED_POINTS, STACKED_WIDTH
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
 from . import archive
@@ -223,10 +224,13 @@ def problems(law: kernels.Law, batch: TaskBatch) -> Problem:
     return Problem(feats, batch.target, batch.coeff, batch.theta_fixed, grid)
 
 
-def evaluator(fit: Fit, hessian: bool):
+def evaluator(fit: Fit, hessian: bool, width: int = 1):
+    """The evaluator of `fit`'s programs; `width`: restarts a pool row holds (wide rows over long
+    series take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
     if fit.table is not None:
         return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian)
-    return solvers.Evaluator(fit.law, fit.objective, fit.free, hessian=hessian)
+    stacked = width >= STACKED_WIDTH and fit.n_pad >= STACKED_POINTS
+    return solvers.Evaluator(fit.law, fit.objective, fit.free, hessian=hessian, stacked=stacked)
 
 
 @functools.cache
@@ -252,7 +256,7 @@ def _empty_state(key: PoolKey):
     spec = jax.tree.map(_spec, batch_spec(fit, key.rows))
     spec = jax.eval_shape(functools.partial(problems, fit.law), spec)
     return solvers.loop.empty_state(
-        solver, evaluator(fit, solver.needs_hessian), (key.rows, key.width, len(fit.free)), spec
+        solver, evaluator(fit, solver.needs_hessian, key.width), (key.rows, key.width, len(fit.free)), spec
     )
 
 
@@ -276,19 +280,28 @@ def _shard_map(fn, mesh, in_specs, out_specs):
 
 def pool(key: PoolKey):
     """(state, batch, refill mask [rows, width], refill theta [rows, width, n_free], n_steps,
-    max_steps) -> state: refill the masked lanes, then up to n_steps driver steps."""
+    max_steps, pause_every) -> state: refill the masked lanes, then up to n_steps driver steps
+    (`solvers.loop.advance`)."""
     fit = key.fit
     solver = solver_for(fit, key.solver, key.solver_options)
-    evaluate = evaluator(fit, solver.needs_hessian)
+    evaluate = evaluator(fit, solver.needs_hessian, key.width)
 
-    def step(state, batch, mask, theta, n_steps, max_steps):
+    def step(state, batch, mask, theta, n_steps, max_steps, pause_every):
         state = solvers.loop.refill(solver, state, mask, theta)
-        return solvers.loop.advance(solver, evaluate, state, problems(fit.law, batch), n_steps, max_steps)
+        return solvers.loop.advance(solver, evaluate, state, problems(fit.law, batch), n_steps, max_steps, pause_every)
 
     def build():
         width = (key.rows, key.width)
         theta = np.zeros(width + (len(fit.free),))
-        args = (empty_state(key), batch_spec(fit, key.rows), np.zeros(width, bool), theta, np.int32(0), np.int32(0))
+        args = (
+            empty_state(key),
+            batch_spec(fit, key.rows),
+            np.zeros(width, bool),
+            theta,
+            np.int32(0),
+            np.int32(0),
+            np.int32(0),
+        )
         devices = lane_devices(key)
         if len(devices) == 1:
             return step, args, args[0]
@@ -297,7 +310,7 @@ def pool(key: PoolKey):
         mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
         lanes = P("lanes") if key.rows > 1 else P(None, "lanes")
         rows = P("lanes") if key.rows > 1 else P()
-        specs = (lanes, rows, lanes, lanes, P(), P())
+        specs = (lanes, rows, lanes, lanes, P(), P(), P())
         sharded = _shard_map(step, mesh, specs, lanes)
         placed = tuple(
             jax.tree.map(lambda leaf, spec=spec: _spec(leaf, jax.sharding.NamedSharding(mesh, spec)), arg)

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from ..plan import Group, TaskBatch, pack, pack_starts
+from ..solvers.evaluate import STACKED_WIDTH
 from . import pool, programs
 from .tuning import Tuning, fitting, ladder, power_of_two_at_most
 
@@ -54,7 +55,9 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs
         # Table sums: one shape per table shape (a job has many table shapes; each compiles once).
         shapes = [(rows, width)]
     elif rows == 1:
-        shapes = [(1, w) for w in ladder(width, tuning)]
+        # A wide row never narrows below the evaluator's stacked width: its tasks keep one path.
+        narrowest = max(tuning.min_lanes, STACKED_WIDTH) if width >= STACKED_WIDTH else None
+        shapes = [(1, w) for w in ladder(width, tuning, minimum=narrowest)]
     else:
         shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else tuning.min_lanes)]
     return [programs.PoolKey(fit, solver, options, r, w) for r, w in shapes]
@@ -122,9 +125,9 @@ class Runner:
     """Pools for every program of a job, fed group by group; `done(group, outcome)` is called as
     each group's fits are all in (in an order that depends only on the lanes' progress)."""
 
-    def __init__(self, solver: str, options, tuning: Tuning, max_steps: int, progress=None):
+    def __init__(self, solver: str, options, tuning: Tuning, max_steps: int, progress=None, race=None):
         self.solver, self.options, self.tuning, self.max_steps = solver, options, tuning, max_steps
-        self.progress = progress
+        self.progress, self.race = progress, race
         self.pools: dict[tuple, pool.Pool] = {}
 
     def add(self, grp: Group, done) -> None:
@@ -133,7 +136,7 @@ class Runner:
         keys = pool_keys(grp, self.solver, self.options, self.tuning)
         target = self.pools.get(tuple(keys))
         if target is None:
-            target = self.pools[tuple(keys)] = pool.Pool(keys, self.tuning, self.max_steps, self.progress)
+            target = self.pools[tuple(keys)] = pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
 
         def finished(segment: pool.Segment) -> None:
             done(grp, diagnose(grp, batch, segment.results, self.tuning))

@@ -30,24 +30,36 @@ from .linalg import UNROLL_MAX
 # BLOCK_MIN_STEPS steps (one point a step was fastest on short series).
 BLOCK_MAX = 16
 BLOCK_MIN_STEPS = 256
+# Pools whose rows hold at least this many restarts of one task over at least STACKED_POINTS points
+# take the per-lane pass over all points (`Evaluator.stacked`): a pool of one 64-restart task over
+# 161-1080 points ran 2.5-4x faster so (ScaleBench), while 4096-lane pools of short rows are faster
+# scanned. A pool's width never falls below this along its ladder (`batch.solve.pool_keys`), so a
+# task takes the same path, and the same rounding, in every pool it can run in.
+STACKED_WIDTH = 64
+STACKED_POINTS = 64
+STACKED_GROUP = 8
 
 
 class Evaluator(eqx.Module):
     """Per-lane f, g (and J^T J) for a batch of tasks x restarts.
 
-    law: the law; objective: the objective; free: indices of fitted parameters.
+    law: the law; objective: the objective; free: indices of fitted parameters; stacked: each
+    lane's pass over all its points at once (always for more than UNROLL_MAX free parameters).
     """
 
     law: object = eqx.field(static=True)
     objective: Objective = eqx.field(static=True)
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
+    stacked: bool = eqx.field(static=True, default=False)
     # unroll=1: with jax 0.10 on the 2-core CPU, unrolling the point scan 8x made an evaluation 4x slower.
     unroll: int = eqx.field(static=True, default=1)
 
-    def _prediction_and_jacobian(self, theta_full, feats):
+    def _prediction_and_jacobian(self, theta_full, feats, batched: bool = False):
         """theta_full: tuple of n_params [lanes] rows; feats [lanes, m].
-        Returns pred [lanes] and d pred / d theta_free as a list of [lanes] arrays."""
+        Returns pred [lanes] and d pred / d theta_free as a list of [lanes] arrays.
+        batched: one vmapped tangent pass for all parameters (else one traced pass each, up to
+        UNROLL_MAX of them)."""
         log_space = self.objective.space == "log"
         analytic = self.law.log_predict_jac if log_space else self.law.predict_jac
         if analytic is not None:
@@ -56,7 +68,7 @@ class Evaluator(eqx.Module):
         fn = self.law.log_predict if log_space else self.law.predict
         pred, linear = jax.linearize(lambda th: fn(th, feats), theta_full)
         ones = jnp.ones_like(theta_full[0])
-        if len(self.free) > UNROLL_MAX:  # one batched tangent pass instead of a traced copy per parameter
+        if batched or len(self.free) > UNROLL_MAX:  # one tangent pass instead of a traced copy per parameter
             basis = jnp.eye(len(theta_full))[jnp.array(self.free)]
             jac = jax.vmap(lambda e: linear(tuple(e[j] * ones for j in range(len(theta_full)))))(basis)
             return pred, list(jac)
@@ -96,7 +108,7 @@ class Evaluator(eqx.Module):
         `hessian`, hess [tasks, restarts, n_free, n_free].
         """
         n_tasks, n_restarts, n_free = theta.shape
-        if n_free > UNROLL_MAX:
+        if n_free > UNROLL_MAX or self.stacked:
             full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
             return self._stacked(problems, full.at[:, :, jnp.asarray(self.free)].set(theta), n_free)
         if points is None:
@@ -170,7 +182,7 @@ class Evaluator(eqx.Module):
         accumulation above has n_free^2 / 2 arrays per point: slow to compile and to run)."""
 
         def lane(theta, feats, target, coeff):
-            pred, jac = self._prediction_and_jacobian(tuple(theta[i] for i in range(theta.shape[0])), feats)
+            pred, jac = self._prediction_and_jacobian(tuple(theta[i] for i in range(theta.shape[0])), feats, True)
             jac = jnp.stack(jac)  # [n_free, n_points]
             if self.hessian:
                 s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
@@ -182,6 +194,17 @@ class Evaluator(eqx.Module):
                 return f, grad
             return f, grad, (jac * weight) @ jac.T
 
-        per_task = jax.vmap(lane, in_axes=(0, None, None, None))  # restarts share the task's points
-        out = jax.vmap(per_task)(full, problems.feats, problems.target, problems.coeff)
-        return Evaluation(*out)
+        # Lanes in fixed groups of STACKED_GROUP (a loop over the groups): every product then has the
+        # same shape in any pool, so a lane's sums round the same way wherever it runs (vmapped over
+        # a whole pool, XLA's batched products blocked, and rounded, by the pool's size).
+        n_tasks, n_restarts = full.shape[:2]
+        lanes = n_tasks * n_restarts
+        group = STACKED_GROUP if lanes % STACKED_GROUP == 0 else 1
+        flat = full.reshape(lanes, -1)
+
+        def one(index):
+            task = index // n_restarts
+            return lane(flat[index], problems.feats[task], problems.target[task], problems.coeff[task])
+
+        out = jax.lax.map(jax.vmap(one), jnp.arange(lanes).reshape(lanes // group, group))
+        return Evaluation(*(x.reshape((n_tasks, n_restarts) + x.shape[2:]) for x in out))

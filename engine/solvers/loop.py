@@ -55,9 +55,11 @@ def active(status):
     return (status == Status.RUNNING) | (status == Status.FRESH)
 
 
-def advance(solver, evaluate, state, problems, n_steps, max_steps):
+def advance(solver, evaluate, state, problems, n_steps, max_steps, pause_every=0):
     """Up to `n_steps` driver steps (traced integers: no recompilation per value); done lanes stay
-    put; a lane that reaches `max_steps` evaluations ends with `Status.MAX_ITER`."""
+    put; a lane that reaches `max_steps` evaluations ends with `Status.MAX_ITER`; with
+    `pause_every` > 0, a running lane whose evaluations reach a multiple of it stops as
+    `Status.PAUSED` (a race checkpoint: the host resumes or prunes it)."""
     points = evaluate.layout(problems, state.status.shape[1])  # once, outside the loop
 
     def step(state):
@@ -71,7 +73,10 @@ def advance(solver, evaluate, state, problems, n_steps, max_steps):
         updated = _per_lane(solver.update)(state, trial, evaluation)
         new = jax.tree.map(lambda a, b: _where_lanes(fresh, a, b), started, updated)
         spent = (new.status == Status.RUNNING) & (new.n_evals >= max_steps)
-        new = eqx.tree_at(lambda s: s.status, new, jnp.where(spent, Status.MAX_ITER, new.status))
+        checkpoint = (pause_every > 0) & (new.n_evals % jnp.maximum(pause_every, 1) == 0)
+        status = jnp.where(spent, Status.MAX_ITER, new.status)
+        status = jnp.where((status == Status.RUNNING) & checkpoint, Status.PAUSED, status)
+        new = eqx.tree_at(lambda s: s.status, new, status)
         return jax.tree.map(lambda a, b: _where_lanes(active(state.status), a, b), new, state)
 
     def cond(carry):
