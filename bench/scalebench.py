@@ -12,6 +12,7 @@ benchmark uses hand-written numpy gradients; a jitted call costs ~20-50 us, like
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -28,8 +29,9 @@ from lawfit import scalebench
 from lawfit.kernels import scalebench as laws
 
 
-def scipy_fit(law, x: np.ndarray, y: np.ndarray, restarts: int, seed: int) -> float:
-    """The benchmark's LBFGSBFitter: best summed squared error over `restarts` uniform starts."""
+def scipy_fit(law, x: np.ndarray, y: np.ndarray, restarts: int, seed: int) -> tuple[float, np.ndarray | None]:
+    """The benchmark's LBFGSBFitter: (best summed squared error, its parameters) over `restarts`
+    uniform starts."""
 
     @jax.jit
     def value_and_grad(theta):
@@ -41,7 +43,7 @@ def scipy_fit(law, x: np.ndarray, y: np.ndarray, restarts: int, seed: int) -> fl
 
     low, high = np.array(law.lower), np.array(law.upper)
     rng = np.random.default_rng(seed)
-    best = np.inf
+    best, best_theta = np.inf, None
     for _ in range(restarts):
         start = low + (high - low) * rng.random(low.size)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -55,11 +57,11 @@ def scipy_fit(law, x: np.ndarray, y: np.ndarray, restarts: int, seed: int) -> fl
                     bounds=list(zip(low, high, strict=True)),
                     options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10},
                 )
-                if np.isfinite(res.fun):
-                    best = min(best, float(res.fun))
+                if np.isfinite(res.fun) and res.fun < best:
+                    best, best_theta = float(res.fun), np.asarray(res.x, dtype=np.float64)
             except (ValueError, FloatingPointError):
                 continue
-    return best
+    return best, best_theta
 
 
 def fresh_process(tasks: list[str], restarts: int) -> float:
@@ -94,17 +96,34 @@ def main() -> None:
         better = worse = ties = 0
         for law_id in spec.laws:
             law = laws.law(task, law_id)
-            total = 0.0
+            total, y_true, y_pred = 0.0, [], []
             for group in groups:
                 x, y = scalebench._points(law, group.x_train, group.y_train)
-                total += scipy_fit(law, x, y, args.restarts, seed=42)
+                best, theta = scipy_fit(law, x, y, args.restarts, seed=42)
+                total += best
+                x_test, y_test = scalebench._points(law, group.x_test, group.y_test)
+                y_true.append(y_test)
+                with np.errstate(all="ignore"):
+                    y_pred.append(
+                        np.full_like(y_test, np.nan) if theta is None else np.asarray(law.predict_raw(theta, x_test))
+                    )
+            y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+            scipy_r2 = scalebench.r_squared(y_true, y_pred) if np.isfinite(y_pred).all() else -1.0
             mine = ours[law_id]["objective"]
             close = abs(mine - total) <= 1e-6 * max(abs(total), 1e-300)
             ties += close
             better += (not close) and mine < total
             worse += (not close) and mine > total
             comparisons.append(
-                {"task": task, "law_id": law_id, "lawfit": mine, "scipy": total, "r2": ours[law_id]["r2"]}
+                {
+                    "task": task,
+                    "law_id": law_id,
+                    "lawfit": mine,
+                    "scipy": total,
+                    "r2": ours[law_id]["r2"],
+                    "scipy_r2": scipy_r2,
+                    "status": ours[law_id]["status"],
+                }
             )
         scipy_seconds = time.perf_counter() - start
         per_task[task] = {
@@ -116,6 +135,7 @@ def main() -> None:
         print(f"{task}: scipy {scipy_seconds:.1f} s; lawfit better {better}, scipy better {worse}, same {ties}")
     scipy_total = sum(t["scipy_seconds"] for t in per_task.values())
     at_least = sum(c["lawfit"] <= c["scipy"] * (1 + 1e-6) for c in comparisons)
+    r2_ok = sum(c["r2"] >= c["scipy_r2"] - 0.01 for c in comparisons)
     figures = {
         "tasks": tasks,
         "restarts": args.restarts,
@@ -128,13 +148,16 @@ def main() -> None:
         "ratio_fresh_process": scipy_total / fresh,
         "laws": len(comparisons),
         "lawfit_objective_at_most_scipy": int(at_least),
+        "lawfit_r2_at_least_scipy_minus_0.01": int(r2_ok),
+        "race": dataclasses.asdict(scalebench.RACE),
         "per_task": per_task,
         "comparisons": comparisons,
     }
     print(
         f"lawfit: first run {first['seconds']:.1f} s, warm {warm['seconds']:.1f} s, fresh process {fresh:.1f} s; "
         f"scipy {scipy_total:.1f} s -> {figures['ratio_warm']:.1f}x warm, {figures['ratio_fresh_process']:.1f}x fresh; "
-        f"lawfit objective <= scipy (rel 1e-6) on {at_least}/{len(comparisons)} laws"
+        f"lawfit objective <= scipy (rel 1e-6) on {at_least}/{len(comparisons)} laws, "
+        f"R^2 >= scipy's - 0.01 on {r2_ok}/{len(comparisons)}"
     )
     print(f"wrote {write('scalebench', figures)}")
 
