@@ -185,7 +185,18 @@ def scalebench_section(result: dict) -> list[str]:
         f"{fig['lawfit_fresh_process_seconds']:.1f} s; scipy {fig['scipy_seconds']:.1f} s: "
         f"**{fig['ratio_warm']:.1f}x warm, {fig['ratio_fresh_process']:.1f}x fresh process**. "
         f"lawfit's train objective <= scipy's (rel 1e-6) on "
-        f"{fig['lawfit_objective_at_most_scipy']}/{fig['laws']} laws.",
+        f"{fig['lawfit_objective_at_most_scipy']}/{fig['laws']} laws"
+        + (
+            f"; test R^2 >= scipy's - 0.01 on {fig['lawfit_r2_at_least_scipy_minus_0.01']}/{fig['laws']}"
+            if "lawfit_r2_at_least_scipy_minus_0.01" in fig
+            else ""
+        )
+        + (
+            f". Restarts raced (`lawfit.Race` every {fig['race']['every']} evaluations, factor "
+            f"{fig['race']['factor']}, stall {fig['race']['stall']:g})."
+            if "race" in fig
+            else "."
+        ),
         "",
     ]
     return lines
