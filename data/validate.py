@@ -102,7 +102,9 @@ def find_issues(
         if extreme.any():
             n, rows = _rows(extreme)
             example = values.filter(extreme)[0]
-            issues.append(Issue(column, f"implausibly large (|x| > {limit:.0e}), got {example!r}", n, rows))
+            issues.append(
+                Issue(column, f"implausibly large (|x| > {limit:.0e}), got {example!r}", n, rows)
+            )
             bad = bad | extreme
     key = [c for c in KEY if c in frame.columns]
     if key and all(c in frame.columns for c in ("tokens",)):

@@ -98,11 +98,8 @@ CASES = {
     ),
     "overtraining_downstream": ([0.857, 2.206, 0.7146], LOSS[:, None], lambda p: p[0] - p[1] * np.exp(-p[2] * LOSS)),
     "loss_to_loss": ([0.2, 1.3, 1.5, 0.4], LOSS[:, None], lambda p: np.exp(p[0]) * (LOSS - p[2]) ** p[1] + p[3]),
-    "isoflop_parabola": (
-        [2.5, -0.1, 0.05],
-        np.log(N / 1e9)[:, None],
-        lambda p: p[0] + p[1] * np.log(N / 1e9) + p[2] * np.log(N / 1e9) ** 2,
-    ),  # fmt: skip
+    "isoflop_parabola": ([2.5, -0.1, 0.05], np.log(N / 1e9)[:, None],
+                         lambda p: p[0] + p[1] * np.log(N / 1e9) + p[2] * np.log(N / 1e9) ** 2),  # fmt: skip
 }
 _ANNEAL = CASES["lr_annealing"][1]
 CASES["lr_annealing"] = (

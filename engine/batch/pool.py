@@ -242,7 +242,7 @@ class Pool:
         paused = status == Status.PAUSED
         if not paused.any():
             return status
-        status = status.copy()
+        dtype, status = status.dtype, status.copy()
         busy = self.lane_restart >= 0
         f = np.asarray(self.state.f)
         for row in np.flatnonzero(paused.any(axis=1)):
@@ -265,7 +265,6 @@ class Pool:
             segment.checkpoint_f[task, restarts] = f[row, lanes]
             decided = np.select([~keep, stalled], [Status.PRUNED, Status.STALLED], Status.RUNNING)
             status[row] = np.where(lanes, decided, status[row])
-        dtype = np.asarray(self.state.status).dtype
         self.state = eqx.tree_at(lambda s: s.status, self.state, status.astype(dtype))
         return status
 

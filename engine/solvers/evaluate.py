@@ -197,14 +197,17 @@ class Evaluator(eqx.Module):
         # Lanes in fixed groups of STACKED_GROUP (a loop over the groups): every product then has the
         # same shape in any pool, so a lane's sums round the same way wherever it runs (vmapped over
         # a whole pool, XLA's batched products blocked, and rounded, by the pool's size).
+        # A lane count that is not a multiple of the group repeats its last lane (dropped after).
         n_tasks, n_restarts = full.shape[:2]
         lanes = n_tasks * n_restarts
-        group = STACKED_GROUP if lanes % STACKED_GROUP == 0 else 1
+        groups = -(-lanes // STACKED_GROUP)
         flat = full.reshape(lanes, -1)
 
         def one(index):
             task = index // n_restarts
             return lane(flat[index], problems.feats[task], problems.target[task], problems.coeff[task])
 
-        out = jax.lax.map(jax.vmap(one), jnp.arange(lanes).reshape(lanes // group, group))
-        return Evaluation(*(x.reshape((n_tasks, n_restarts) + x.shape[2:]) for x in out))
+        index = jnp.minimum(jnp.arange(groups * STACKED_GROUP), lanes - 1).reshape(groups, STACKED_GROUP)
+        out = jax.lax.map(jax.vmap(one), index)
+        shape = (n_tasks, n_restarts)
+        return Evaluation(*(x.reshape((-1,) + x.shape[2:])[:lanes].reshape(shape + x.shape[2:]) for x in out))
