@@ -108,9 +108,8 @@ class Evaluator(eqx.Module):
         `hessian`, hess [tasks, restarts, n_free, n_free].
         """
         n_tasks, n_restarts, n_free = theta.shape
-        if n_free > UNROLL_MAX or self.stacked:
-            full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
-            return self._stacked(problems, full.at[:, :, jnp.asarray(self.free)].set(theta), n_free)
+        if self.grouped:
+            return self._stacked(theta, problems)
         if points is None:
             points = self.layout(problems, n_restarts)
         full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
@@ -176,13 +175,22 @@ class Evaluator(eqx.Module):
         hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
         return Evaluation(f, grad, hess)
 
-    def _stacked(self, problems, full, n_free):
-        """The same quantities for laws of many free parameters, per lane over all its points at once:
-        J as one [n_free, n_points] array, g = J s', J^T W J as one matrix product (the per-entry
-        accumulation above has n_free^2 / 2 arrays per point: slow to compile and to run)."""
+    @property
+    def grouped(self) -> bool:
+        """Whether lanes are evaluated each over all its points, in fixed groups of STACKED_GROUP
+        (`lanes`), rather than all lanes together one point at a time (the scan)."""
+        return len(self.free) > UNROLL_MAX or self.stacked
 
-        def lane(theta, feats, target, coeff):
-            pred, jac = self._prediction_and_jacobian(tuple(theta[i] for i in range(theta.shape[0])), feats, True)
+    def lanes(self, theta, task, problems) -> Evaluation:
+        """The stacked pass for one group of lanes: theta [group, n_free], task [group] (each lane's
+        task in `problems`). Each lane's J is one [n_free, n_points] array, g = J s', J^T W J one
+        matrix product (the scan's per-entry accumulation has n_free^2 / 2 arrays per point: slow to
+        compile and to run for many parameters)."""
+
+        def lane(theta, task):
+            full = problems.theta_fixed[task].at[jnp.asarray(self.free)].set(theta)
+            feats, target, coeff = problems.feats[task], problems.target[task], problems.coeff[task]
+            pred, jac = self._prediction_and_jacobian(tuple(full[i] for i in range(full.shape[0])), feats, True)
             jac = jnp.stack(jac)  # [n_free, n_points]
             if self.hessian:
                 s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
@@ -191,23 +199,21 @@ class Evaluator(eqx.Module):
             grad = jac @ (slope * s)
             f = 0.5 * jnp.sum(s * s)
             if not self.hessian:
-                return f, grad
-            return f, grad, (jac * weight) @ jac.T
+                return Evaluation(f, grad)
+            return Evaluation(f, grad, (jac * weight) @ jac.T)
 
-        # Lanes in fixed groups of STACKED_GROUP (a loop over the groups): every product then has the
-        # same shape in any pool, so a lane's sums round the same way wherever it runs (vmapped over
-        # a whole pool, XLA's batched products blocked, and rounded, by the pool's size).
-        # A lane count that is not a multiple of the group repeats its last lane (dropped after).
-        n_tasks, n_restarts = full.shape[:2]
+        return jax.vmap(lane)(theta, task)
+
+    def _stacked(self, theta, problems) -> Evaluation:
+        """`lanes` over a whole batch, group by group (a loop over the groups): every product then has
+        the same shape in any pool, so a lane's sums round the same way wherever it runs (vmapped over
+        a whole pool, XLA's batched products blocked, and rounded, by the pool's size). A lane count
+        that is not a multiple of the group repeats its last lane (dropped after)."""
+        n_tasks, n_restarts, n_free = theta.shape
         lanes = n_tasks * n_restarts
         groups = -(-lanes // STACKED_GROUP)
-        flat = full.reshape(lanes, -1)
-
-        def one(index):
-            task = index // n_restarts
-            return lane(flat[index], problems.feats[task], problems.target[task], problems.coeff[task])
-
         index = jnp.minimum(jnp.arange(groups * STACKED_GROUP), lanes - 1).reshape(groups, STACKED_GROUP)
-        out = jax.lax.map(jax.vmap(one), index)
+        flat = theta.reshape(lanes, n_free)
+        out = jax.lax.map(lambda group: self.lanes(flat[group], group // n_restarts, problems), index)
         shape = (n_tasks, n_restarts)
-        return Evaluation(*(x.reshape((-1,) + x.shape[2:])[:lanes].reshape(shape + x.shape[2:]) for x in out))
+        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:lanes].reshape(shape + x.shape[2:]), out)
