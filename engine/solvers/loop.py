@@ -9,8 +9,9 @@
 trial in one pass over the points (`Evaluator`), and runs a single `lax.while_loop` whose lanes stop
 independently: a done lane keeps its state, and the loop ends when no lane is active or after
 `n_steps`. Laws of many parameters step in fixed groups of lanes instead, each group evaluated
-over all its points at once and skipped when none of its lanes is active (`Evaluator.grouped`). Lanes are refilled between calls (`refill`): a refilled lane is `Status.FRESH`, and its
-first step evaluates its start and runs `init` instead of `update`, so a refill costs no extra pass.
+over all its points at once and skipped when none of its lanes is active (`Evaluator.grouped`).
+Lanes are refilled between calls (`refill`): a refilled lane is `Status.FRESH`, and its first step
+evaluates its start and runs `init` instead of `update`, so a refill costs no extra pass.
 The pool's shapes never change while a job runs (`lawfit.batch.pool` drives it).
 """
 
