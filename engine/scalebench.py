@@ -19,6 +19,7 @@ import polars as pl
 from lawfit.data.bundled import scalebench as load_split
 from lawfit.kernels import melt_outputs
 from lawfit.kernels import scalebench as laws
+from lawfit.kernels.formula import OutputLaw, separate
 
 from .api import fit_many
 from .types import Objective, Race, Task
@@ -101,7 +102,7 @@ def run(
     if unknown:
         raise ValueError(f"unknown ScaleBench task(s) {unknown}; bundled: {', '.join(laws.TASKS)}")
     fits: list[Task] = []
-    owners: list[tuple[str, str, Group]] = []
+    owners: list[tuple[str, str, Group, OutputLaw | None]] = []
     for name in names:
         spec = laws.TASKS[name]
         for group in groups(spec):
@@ -109,18 +110,52 @@ def run(
                 if law_ids is not None and law_id not in law_ids:
                     continue
                 law = laws.law(name, law_id)
-                x, y = _points(law, group.x_train, group.y_train)
                 labels = {"task": name, "law_id": law_id, "group": group.name}
-                fits.append(
-                    Task(law=law, inputs=x, target=y, objective=OBJECTIVE, init=restarts, seed=seed, labels=labels)
-                )
-                owners.append((name, law_id, group))
+                # Outputs that share no parameter are fitted one by one (the same summed objective).
+                for part in separate(law) or [None]:
+                    if part is None:
+                        x, y = _points(law, group.x_train, group.y_train)
+                    else:
+                        x, y = group.x_train[:, list(part.inputs)], group.y_train[:, part.output]
+                    fits.append(
+                        Task(
+                            law=law if part is None else part.law,
+                            inputs=x,
+                            target=y,
+                            objective=OBJECTIVE,
+                            init=restarts,
+                            seed=seed,
+                            labels=labels,
+                        )
+                    )
+                    owners.append((name, law_id, group, part))
     start = time.perf_counter()
     rows = fit_many(fits, solver=solver, max_steps=max_steps, race=race, progress=progress).to_dicts()
     seconds = time.perf_counter() - start
 
+    fitted: dict[tuple[str, str, str], tuple[Group, dict]] = {}
+    for (name, law_id, group, part), row in zip(owners, rows, strict=True):
+        key = (name, law_id, group.name)
+        if part is None:
+            fitted[key] = (group, row)
+            continue
+        n_params = laws.law(name, law_id).n_params
+        _, whole = fitted.setdefault(
+            key, (group, {"params": np.zeros(n_params), "objective": 0.0, "status": set(), "complete": True})
+        )
+        if row["params"] is None:
+            whole["complete"] = False
+        else:
+            whole["params"][list(part.params)] = row["params"]
+        whole["objective"] += row["objective"] if row["objective"] is not None else float("nan")
+        whole["status"].add(row["status"])
+    for _, row in fitted.values():
+        if isinstance(row["status"], set):
+            row["status"] = ",".join(sorted(row.pop("status")))
+            row["params"] = row["params"].tolist() if row.pop("complete") else None
+
     entries: dict[tuple[str, str], dict] = {}
-    for (name, law_id, group), row in zip(owners, rows, strict=True):
+    for (name, law_id, _), (group, row) in fitted.items():
         law = laws.law(name, law_id)
         entry = entries.setdefault(
             (name, law_id),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -403,6 +404,71 @@ def from_spec(data: Mapping) -> Law:
         name=data.get("name"),
         reference=data.get("reference", "user formula"),
         random_starts=int(data.get("random_starts", 64)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputLaw:
+    """One output of a separable multi-output law as a law of its own: `law` predicts output
+    `output` from the inputs `inputs` (indices into the full law's inputs) with the parameters
+    `params` (indices into the full law's parameters)."""
+
+    output: int
+    law: Law
+    params: tuple[int, ...]
+    inputs: tuple[int, ...]
+
+
+def separate(law: Law) -> list[OutputLaw] | None:
+    """A multi-output formula law whose outputs share no parameter, one law per output; None for
+    any other law. Its summed objective is then the sum of the outputs' own, each minimised over
+    its own parameters: fitting them one by one reaches the joint optimum, from every output's best
+    start instead of the best joint start, on systems of a fifth of the size (for five outputs)."""
+    if not law.outputs or not isinstance(law.predict, _Program):
+        return None
+    program = law.predict
+    names = [[n for n in parsed.names if n in law.param_names] for parsed in program.parsed]
+    owners: dict[str, int] = {}
+    for k, used in enumerate(names):
+        for n in used:
+            if owners.setdefault(n, k) != k:
+                return None
+    parts = []
+    for k, parsed in enumerate(program.parsed):
+        # Names in order of first use, renamed by position: outputs written alike (domain i's terms
+        # over its own proportion and the others') become one law, and so one set of programs.
+        params = tuple(law.param_names.index(n) for n in parsed.names if n in law.param_names)
+        inputs = tuple(program.inputs.index(n) for n in parsed.names if n in program.inputs)
+        rename = {law.param_names[i]: f"q{j}" for j, i in enumerate(params)}
+        rename |= {program.inputs[i]: f"x{j}" for j, i in enumerate(inputs)}
+        text = ast.unparse(_Renamer(rename).visit(ast.parse(parsed.text, mode="eval")))
+        boxes = tuple((law.lower[i], law.upper[i]) for i in params)
+        grid = None if law.random_starts else tuple(law.init_grid[law.param_names[i]] for i in params)
+        single = _output_law(text, len(inputs), boxes, grid, law.random_starts or 64, law.reference)
+        parts.append(OutputLaw(k, single, params, inputs))
+    return parts
+
+
+class _Renamer(ast.NodeTransformer):
+    def __init__(self, names: Mapping[str, str]):
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.copy_location(ast.Name(self.names.get(node.id, node.id), node.ctx), node)
+
+
+@functools.lru_cache(maxsize=256)
+def _output_law(text: str, n_inputs: int, boxes, grid, random_starts: int, reference: str) -> Law:
+    """One output's law over positional names (cached: equal outputs share one `Law`)."""
+    params = [f"q{j}" for j in range(len(boxes))]
+    return from_formula(
+        text,
+        inputs=[f"x{j}" for j in range(n_inputs)],
+        params=params,
+        bounds=dict(zip(params, boxes, strict=True)),
+        starts=None if grid is None else dict(zip(params, grid, strict=True)),
+        reference=reference,
+        random_starts=random_starts,
     )
 
 

@@ -17,7 +17,7 @@ import lawfit
 from lawfit import kernels
 from lawfit.kernels import FormulaError, from_formula
 from lawfit.kernels import scalebench as sb_laws
-from lawfit.kernels.formula import OUTPUT, parse, parse_bounds, parse_starts
+from lawfit.kernels.formula import OUTPUT, parse, parse_bounds, parse_starts, separate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BOX = {"E": (0, 10), "A": (0, 1e4), "alpha": (0, 2), "B": (0, 1e5), "beta": (0, 2)}
@@ -135,6 +135,31 @@ def test_multi_output_fit_shares_one_parameter_vector():
     design[30:, 2], design[30:, 1] = 1, x**2
     exact, *_ = np.linalg.lstsq(design, np.concatenate([frame["a"], frame["b"]]), rcond=None)
     np.testing.assert_allclose([fit.params[p] for p in ("c", "k", "c2")], exact, rtol=1e-7, atol=1e-9)
+
+
+def test_outputs_sharing_no_parameter_separate_into_one_law_each():
+    law = from_formula(
+        {"a": "ca + ka*x**ea", "b": "cb + kb*y**eb"},
+        inputs=("x", "y"),
+        bounds={p: (-3, 3) for p in ("ca", "ka", "ea", "cb", "kb", "eb")},
+    )
+    parts = separate(law)
+    assert [p.output for p in parts] == [0, 1]
+    # Both outputs are written alike: one law (one set of programs) over positional names.
+    assert parts[0].law is parts[1].law and parts[0].law.param_names == ("q0", "q1", "q2")
+    assert [law.param_names[i] for i in parts[1].params] == ["cb", "kb", "eb"] and parts[1].inputs == (1,)
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.5, 2.0, 6)
+    xy = rng.uniform(0.5, 2.0, (20, 2))
+    for part in parts:
+        points = np.c_[xy, np.full(20, part.output)]
+        whole = np.asarray(law.predict_raw(theta, points))
+        own = np.asarray(part.law.predict_raw(theta[list(part.params)], xy[:, list(part.inputs)]))
+        np.testing.assert_allclose(own, whole, rtol=1e-15)
+    shared = from_formula(
+        {"a": "c + k*x", "b": "c2 + k*x**2"}, inputs=("x",), bounds={p: (-5, 5) for p in "c k c2".split()}
+    )
+    assert separate(shared) is None and separate(kernels.get("chinchilla")) is None
 
 
 def _run_cli(*args, cwd):
