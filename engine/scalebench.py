@@ -117,17 +117,8 @@ def run(
                         x, y = _points(law, group.x_train, group.y_train)
                     else:
                         x, y = group.x_train[:, list(part.inputs)], group.y_train[:, part.output]
-                    fits.append(
-                        Task(
-                            law=law if part is None else part.law,
-                            inputs=x,
-                            target=y,
-                            objective=OBJECTIVE,
-                            init=restarts,
-                            seed=seed,
-                            labels=labels,
-                        )
-                    )
+                    one = law if part is None else part.law
+                    fits.append(Task(one, x, y, objective=OBJECTIVE, init=restarts, seed=seed, labels=labels))
                     owners.append((name, law_id, group, part))
     start = time.perf_counter()
     rows = fit_many(fits, solver=solver, max_steps=max_steps, race=race, progress=progress).to_dicts()

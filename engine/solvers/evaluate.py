@@ -34,7 +34,8 @@ BLOCK_MIN_STEPS = 256
 # take the per-lane pass over all points (`Evaluator.stacked`): a pool of one 64-restart task over
 # 161-1080 points ran 2.5-4x faster so (ScaleBench), while 4096-lane pools of short rows are faster
 # scanned. A pool's width never falls below this along its ladder (`batch.solve.pool_keys`), so a
-# task takes the same path, and the same rounding, in every pool it can run in.
+# task takes the same path, and the same rounding, in every pool it can run in. The driver steps such
+# pools in groups of STACKED_GROUP lanes, skipping groups with no running lane (`loop.advance`).
 STACKED_WIDTH = 64
 STACKED_POINTS = 64
 STACKED_GROUP = 8
