@@ -70,6 +70,22 @@ def _points(law, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return long.drop("value").to_numpy(), long["value"].to_numpy()
 
 
+def _joined(law, fitted: list[tuple[OutputLaw | None, dict]]) -> dict:
+    """One group's row of `law` from its fits: the row itself, or for a law fitted output by output
+    the outputs' parameters put back in place, their objectives summed and their statuses listed."""
+    if fitted[0][0] is None:
+        return fitted[0][1]
+    params = np.zeros(law.n_params)
+    for part, row in fitted:
+        if row["params"] is not None:
+            params[list(part.params)] = row["params"]
+    return {
+        "params": None if any(row["params"] is None for _, row in fitted) else params.tolist(),
+        "objective": sum(float("nan") if row["objective"] is None else row["objective"] for _, row in fitted),
+        "status": ",".join(sorted({row["status"] for _, row in fitted})),
+    }
+
+
 def r_squared(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """ScaleBench's metric: R^2 of the flattened arrays, clipped to [-1, 1] (1/-1 when y is constant)."""
     y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
@@ -103,16 +119,20 @@ def run(
         raise ValueError(f"unknown ScaleBench task(s) {unknown}; bundled: {', '.join(laws.TASKS)}")
     fits: list[Task] = []
     owners: list[tuple[str, str, Group, OutputLaw | None]] = []
+    built: dict[tuple[str, str], object] = {}  # (task, law id) -> law
     for name in names:
         spec = laws.TASKS[name]
+        chosen = [law_id for law_id in spec.laws if law_ids is None or law_id in law_ids]
+        split = {}  # law id -> its outputs' laws, or None
+        for law_id in chosen:
+            built[name, law_id] = law = laws.law(name, law_id)
+            split[law_id] = separate(law)
         for group in groups(spec):
-            for law_id in spec.laws:
-                if law_ids is not None and law_id not in law_ids:
-                    continue
-                law = laws.law(name, law_id)
+            for law_id in chosen:
+                law, parts = built[name, law_id], split[law_id]
                 labels = {"task": name, "law_id": law_id, "group": group.name}
                 # Outputs that share no parameter are fitted one by one (the same summed objective).
-                for part in separate(law) or [None]:
+                for part in parts or [None]:
                     if part is None:
                         x, y = _points(law, group.x_train, group.y_train)
                     else:
@@ -124,30 +144,14 @@ def run(
     rows = fit_many(fits, solver=solver, max_steps=max_steps, race=race, progress=progress).to_dicts()
     seconds = time.perf_counter() - start
 
-    fitted: dict[tuple[str, str, str], tuple[Group, dict]] = {}
+    pieces: dict[tuple[str, str, str], tuple[Group, list]] = {}
     for (name, law_id, group, part), row in zip(owners, rows, strict=True):
-        key = (name, law_id, group.name)
-        if part is None:
-            fitted[key] = (group, row)
-            continue
-        n_params = laws.law(name, law_id).n_params
-        _, whole = fitted.setdefault(
-            key, (group, {"params": np.zeros(n_params), "objective": 0.0, "status": set(), "complete": True})
-        )
-        if row["params"] is None:
-            whole["complete"] = False
-        else:
-            whole["params"][list(part.params)] = row["params"]
-        whole["objective"] += row["objective"] if row["objective"] is not None else float("nan")
-        whole["status"].add(row["status"])
-    for _, row in fitted.values():
-        if isinstance(row["status"], set):
-            row["status"] = ",".join(sorted(row.pop("status")))
-            row["params"] = row["params"].tolist() if row.pop("complete") else None
+        pieces.setdefault((name, law_id, group.name), (group, []))[1].append((part, row))
 
     entries: dict[tuple[str, str], dict] = {}
-    for (name, law_id, _), (group, row) in fitted.items():
-        law = laws.law(name, law_id)
+    for (name, law_id, _), (group, fitted) in pieces.items():
+        law = built[name, law_id]
+        row = _joined(law, fitted)
         entry = entries.setdefault(
             (name, law_id),
             {

@@ -427,17 +427,15 @@ def separate(law: Law) -> list[OutputLaw] | None:
     if not law.outputs or not isinstance(law.predict, _Program):
         return None
     program = law.predict
-    names = [[n for n in parsed.names if n in law.param_names] for parsed in program.parsed]
-    owners: dict[str, int] = {}
-    for k, used in enumerate(names):
-        for n in used:
-            if owners.setdefault(n, k) != k:
-                return None
+    # Each output's parameters in order of first use.
+    used = [tuple(law.param_names.index(n) for n in p.names if n in law.param_names) for p in program.parsed]
+    every = [i for params in used for i in params]
+    if len(every) != len(set(every)):
+        return None
     parts = []
-    for k, parsed in enumerate(program.parsed):
+    for k, (parsed, params) in enumerate(zip(program.parsed, used, strict=True)):
         # Names in order of first use, renamed by position: outputs written alike (domain i's terms
         # over its own proportion and the others') become one law, and so one set of programs.
-        params = tuple(law.param_names.index(n) for n in parsed.names if n in law.param_names)
         inputs = tuple(program.inputs.index(n) for n in parsed.names if n in program.inputs)
         rename = {law.param_names[i]: f"q{j}" for j, i in enumerate(params)}
         rename |= {program.inputs[i]: f"x{j}" for j, i in enumerate(inputs)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..objectives import residual_and_slope
 from ..types import Objective
@@ -39,6 +40,13 @@ BLOCK_MIN_STEPS = 256
 STACKED_WIDTH = 64
 STACKED_POINTS = 64
 STACKED_GROUP = 8
+
+
+def lane_groups(lanes: int) -> np.ndarray:
+    """The lanes 0..lanes-1 in groups of STACKED_GROUP: [groups, STACKED_GROUP]. A lane count that
+    is not a multiple of the group repeats its last lane (its copies are dropped after)."""
+    groups = -(-lanes // STACKED_GROUP)
+    return np.minimum(np.arange(groups * STACKED_GROUP), lanes - 1).reshape(groups, STACKED_GROUP)
 
 
 class Evaluator(eqx.Module):
@@ -208,12 +216,10 @@ class Evaluator(eqx.Module):
     def _stacked(self, theta, problems) -> Evaluation:
         """`lanes` over a whole batch, group by group (a loop over the groups): every product then has
         the same shape in any pool, so a lane's sums round the same way wherever it runs (vmapped over
-        a whole pool, XLA's batched products blocked, and rounded, by the pool's size). A lane count
-        that is not a multiple of the group repeats its last lane (dropped after)."""
+        a whole pool, XLA's batched products blocked, and rounded, by the pool's size)."""
         n_tasks, n_restarts, n_free = theta.shape
         lanes = n_tasks * n_restarts
-        groups = -(-lanes // STACKED_GROUP)
-        index = jnp.minimum(jnp.arange(groups * STACKED_GROUP), lanes - 1).reshape(groups, STACKED_GROUP)
+        index = lane_groups(lanes)
         flat = theta.reshape(lanes, n_free)
         out = jax.lax.map(lambda group: self.lanes(flat[group], group // n_restarts, problems), index)
         shape = (n_tasks, n_restarts)

@@ -54,6 +54,7 @@ class GridEvaluator(eqx.Module):
     law: object = eqx.field(static=True)
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
+    grouped = False  # one pass over the tables for all lanes (`Evaluator.grouped`)
 
     def layout(self, problems, n_restarts: int):
         """The tables' margins, once per solver call: row and column weights and weighted target

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..types import Status
-from .evaluate import STACKED_GROUP
+from .evaluate import lane_groups
 
 
 def _per_lane(fn):
@@ -63,7 +63,7 @@ def advance(solver, evaluate, state, problems, n_steps, max_steps, pause_every=0
     put; a lane that reaches `max_steps` evaluations ends with `Status.MAX_ITER`; with
     `pause_every` > 0, a running lane whose evaluations reach a multiple of it stops as
     `Status.PAUSED` (a race checkpoint: the host resumes or prunes it)."""
-    if getattr(evaluate, "grouped", False):
+    if evaluate.grouped:
         step = _grouped_step(solver, evaluate, problems, state.status.shape, max_steps, pause_every)
     else:
         points = evaluate.layout(problems, state.status.shape[1])  # once, outside the loop
@@ -114,19 +114,16 @@ def _grouped_step(solver, evaluate, problems, shape: tuple[int, int], max_steps,
     group size in every pool also keeps a lane's rounding the same wherever it runs."""
     rows, width = shape
     lanes = rows * width
-    size = STACKED_GROUP
-    groups = -(-lanes // size)
-    # A lane count that is not a multiple of the group repeats its last lane (dropped after).
-    index = np.minimum(np.arange(groups * size), lanes - 1)
-    task = (index // width).reshape(groups, size)
+    index = lane_groups(lanes)  # [groups, size]
+    task = index // width
 
     def to_groups(leaf):
         flat = leaf.reshape((lanes,) + leaf.shape[2:])
-        flat = flat if groups * size == lanes else flat[index]
-        return flat.reshape((groups, size) + leaf.shape[2:])
+        flat = flat if index.size == lanes else flat[index.ravel()]
+        return flat.reshape(index.shape + leaf.shape[2:])
 
     def from_groups(leaf):
-        return leaf.reshape((groups * size,) + leaf.shape[2:])[:lanes].reshape(shape + leaf.shape[2:])
+        return leaf.reshape((index.size,) + leaf.shape[2:])[:lanes].reshape(shape + leaf.shape[2:])
 
     def run(group_state, group_task):
         trial = _trial(solver, group_state, jax.vmap)
