@@ -167,7 +167,13 @@ def scalebench_section(result: dict) -> list[str]:
         "## scalebench — ScaleBench's laws: one lawfit job vs the benchmark's scipy L-BFGS-B procedure",
         "",
         f"{machine_line(machine)} Tasks: {', '.join(t.removesuffix('_scaling_law') for t in fig['tasks'])}; "
-        f"{fig['restarts']} uniform starts per law and group, at most 2000 iterations / steps per start.",
+        f"{fig['restarts']} starts per law and group (scipy: uniform draws in the bounds; lawfit: "
+        + (
+            f"the best {fig['restarts']} of 16x as many uniform draws, by objective"
+            if fig.get("init") == "screen"
+            else "uniform draws"
+        )
+        + "), at most 2000 iterations / steps per start.",
         "",
         "| task | laws | scipy s | lawfit better | scipy better | same (1e-6 rel) |",
         "|---|---|---|---|---|---|",
@@ -191,6 +197,7 @@ def scalebench_section(result: dict) -> list[str]:
             if "lawfit_r2_at_least_scipy_minus_0.01" in fig
             else ""
         )
+        + (f"; both on {fig['lawfit_both']}/{fig['laws']}" if "lawfit_both" in fig else "")
         + (
             f". Restarts raced (`lawfit.Race` every {fig['race']['every']} evaluations, factor "
             f"{fig['race']['factor']}, stall {fig['race']['stall']:g})."
@@ -199,6 +206,17 @@ def scalebench_section(result: dict) -> list[str]:
         ),
         "",
     ]
+    study = fig.get("seed_study")
+    if study:
+        counts = study["counts"]
+        lines += [
+            f"Independent draws of the starts ({study['task'].removesuffix('_scaling_law')}, scipy seed s against "
+            f"lawfit seed s for s < {study['seeds']}, {study['fits']} law fits a side): lawfit's objective <= "
+            f"scipy's on {counts['screen']['objective']}/{study['fits']} with screened starts (both criteria "
+            f"{counts['screen']['both']}), {counts['random']['objective']}/{study['fits']} with uniform starts "
+            f"(both {counts['random']['both']}).",
+            "",
+        ]
     return lines
 
 

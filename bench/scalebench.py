@@ -6,7 +6,11 @@ task the time ratio and how many laws each side fits better (train objective, re
 The scipy side evaluates each law and its gradient with one jitted jax function of one start (the
 benchmark uses hand-written numpy gradients; a jitted call costs ~20-50 us, like a few numpy ops).
 
-    OPENBLAS_NUM_THREADS=1 python bench/scalebench.py [--tasks moe,parallel] [--restarts 64]
+    OPENBLAS_NUM_THREADS=1 python bench/scalebench.py [--tasks moe,parallel] [--restarts 64] [--seed-study 8]
+
+--seed-study N: on the vocabulary task (whose laws have basins that ~1 uniform start in 100 reaches),
+N independent draws of the starts on each side (scipy seed s against lawfit seed s, s < N), lawfit
+with uniform and with screened starts: how often each matches or beats scipy.
 """
 
 from __future__ import annotations
@@ -64,6 +68,57 @@ def scipy_fit(law, x: np.ndarray, y: np.ndarray, restarts: int, seed: int) -> tu
     return best, best_theta
 
 
+@dataclasses.dataclass(frozen=True)
+class ScipyLaw:
+    """The scipy procedure on one law: train objective summed over groups, and test R^2 pooled."""
+
+    objective: float
+    r2: float
+
+
+def scipy_law(task: str, law_id: str, restarts: int, seed: int) -> ScipyLaw:
+    law = laws.law(task, law_id)
+    total, y_true, y_pred = 0.0, [], []
+    for group in scalebench.groups(laws.TASKS[task]):
+        x, y = scalebench._points(law, group.x_train, group.y_train)
+        best, theta = scipy_fit(law, x, y, restarts, seed=seed)
+        total += best
+        x_test, y_test = scalebench._points(law, group.x_test, group.y_test)
+        y_true.append(y_test)
+        with np.errstate(all="ignore"):
+            y_pred.append(np.full_like(y_test, np.nan) if theta is None else np.asarray(law.predict_raw(theta, x_test)))
+    y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+    return ScipyLaw(total, scalebench.r_squared(y_true, y_pred) if np.isfinite(y_pred).all() else -1.0)
+
+
+def passes(entry: dict, ref: ScipyLaw) -> tuple[bool, bool]:
+    """(lawfit's train objective <= scipy's (rel 1e-6), its test R^2 >= scipy's - 0.01)."""
+    return entry["objective"] <= ref.objective * (1 + 1e-6), entry["r2"] >= ref.r2 - 0.01
+
+
+def seed_study(task: str, restarts: int, n_seeds: int) -> dict:
+    """lawfit (uniform and screened starts) against scipy over `n_seeds` independent draws."""
+    counts = {init: {"objective": 0, "both": 0} for init in ("random", "screen")}
+    per_seed = []
+    for seed in range(n_seeds):
+        refs = {law_id: scipy_law(task, law_id, restarts, seed) for law_id in laws.TASKS[task].laws}
+        row = {"seed": seed}
+        for init in counts:
+            out = scalebench.run([task], restarts=restarts, seed=seed, init=init)
+            checks = [passes(e, refs[e["law_id"]]) for e in out["laws"]]
+            counts[init]["objective"] += sum(o for o, _ in checks)
+            counts[init]["both"] += sum(o and r for o, r in checks)
+            row[init] = [e["law_id"] for e, (o, _) in zip(out["laws"], checks, strict=True) if not o]
+        per_seed.append(row)
+        print(f"seed {seed}: scipy better on {row['random']} (uniform starts), {row['screen']} (screened)")
+    fits = n_seeds * len(laws.TASKS[task].laws)
+    print(
+        f"{task}, {n_seeds} draws: objective <= scipy on "
+        + ", ".join(f"{c['objective']}/{fits} ({init}, both criteria {c['both']})" for init, c in counts.items())
+    )
+    return {"task": task, "seeds": n_seeds, "fits": fits, "counts": counts, "scipy_better": per_seed}
+
+
 def fresh_process(tasks: list[str], restarts: int) -> float:
     """Wall time of `lawfit reproduce scalebench` in a new process (what a user waits for)."""
     start = time.perf_counter()
@@ -76,6 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", help="comma-separated task names (default: all six)")
     parser.add_argument("--restarts", type=int, default=64)
+    parser.add_argument(
+        "--seed-study", type=int, default=8, help="draws of the starts on the vocabulary task (0: none)"
+    )
     args = parser.parse_args()
     tasks = (
         [t if t.endswith("_scaling_law") else f"{t}_scaling_law" for t in args.tasks.split(",")]
@@ -90,25 +148,12 @@ def main() -> None:
     comparisons = []
     for task in tasks:
         spec = laws.TASKS[task]
-        groups = scalebench.groups(spec)
         start = time.perf_counter()
         ours = {e["law_id"]: e for e in warm["laws"] if e["task"] == task}
         better = worse = ties = 0
         for law_id in spec.laws:
-            law = laws.law(task, law_id)
-            total, y_true, y_pred = 0.0, [], []
-            for group in groups:
-                x, y = scalebench._points(law, group.x_train, group.y_train)
-                best, theta = scipy_fit(law, x, y, args.restarts, seed=42)
-                total += best
-                x_test, y_test = scalebench._points(law, group.x_test, group.y_test)
-                y_true.append(y_test)
-                with np.errstate(all="ignore"):
-                    y_pred.append(
-                        np.full_like(y_test, np.nan) if theta is None else np.asarray(law.predict_raw(theta, x_test))
-                    )
-            y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
-            scipy_r2 = scalebench.r_squared(y_true, y_pred) if np.isfinite(y_pred).all() else -1.0
+            ref = scipy_law(task, law_id, args.restarts, seed=42)
+            total, scipy_r2 = ref.objective, ref.r2
             mine = ours[law_id]["objective"]
             close = abs(mine - total) <= 1e-6 * max(abs(total), 1e-300)
             ties += close
@@ -136,6 +181,7 @@ def main() -> None:
     scipy_total = sum(t["scipy_seconds"] for t in per_task.values())
     at_least = sum(c["lawfit"] <= c["scipy"] * (1 + 1e-6) for c in comparisons)
     r2_ok = sum(c["r2"] >= c["scipy_r2"] - 0.01 for c in comparisons)
+    both = sum(c["lawfit"] <= c["scipy"] * (1 + 1e-6) and c["r2"] >= c["scipy_r2"] - 0.01 for c in comparisons)
     figures = {
         "tasks": tasks,
         "restarts": args.restarts,
@@ -149,6 +195,8 @@ def main() -> None:
         "laws": len(comparisons),
         "lawfit_objective_at_most_scipy": int(at_least),
         "lawfit_r2_at_least_scipy_minus_0.01": int(r2_ok),
+        "lawfit_both": int(both),
+        "init": warm["init"],
         "race": dataclasses.asdict(scalebench.RACE),
         "per_task": per_task,
         "comparisons": comparisons,
@@ -157,8 +205,10 @@ def main() -> None:
         f"lawfit: first run {first['seconds']:.1f} s, warm {warm['seconds']:.1f} s, fresh process {fresh:.1f} s; "
         f"scipy {scipy_total:.1f} s -> {figures['ratio_warm']:.1f}x warm, {figures['ratio_fresh_process']:.1f}x fresh; "
         f"lawfit objective <= scipy (rel 1e-6) on {at_least}/{len(comparisons)} laws, "
-        f"R^2 >= scipy's - 0.01 on {r2_ok}/{len(comparisons)}"
+        f"R^2 >= scipy's - 0.01 on {r2_ok}/{len(comparisons)}, both on {both}"
     )
+    if args.seed_study:
+        figures["seed_study"] = seed_study("vocab_scaling_law", args.restarts, args.seed_study)
     print(f"wrote {write('scalebench', figures)}")
 
 

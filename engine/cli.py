@@ -98,7 +98,9 @@ def _reproduce_scalebench(args) -> int:
 
     tasks = [t.strip() for t in args.task.split(",")] if args.task else None
     tasks = [t if t.endswith("_scaling_law") else f"{t}_scaling_law" for t in tasks] if tasks else None
-    out = scalebench.run(tasks, restarts=args.restarts, seed=args.seed, solver=args.solver, progress=None)
+    out = scalebench.run(
+        tasks, restarts=args.restarts, seed=args.seed, init=args.starts, solver=args.solver, progress=None
+    )
     if args.json:
         print(json.dumps(out))
         return 0
@@ -117,7 +119,10 @@ def _reproduce_scalebench(args) -> int:
                 for g in e["groups"]
             )
             print(f"  {e['law_id']:>5}  R^2 {e['r2']:+.4f}  objective {e['objective']:.6g}  {e['status']}  [{params}]")
-    print(f"{out['n_fits']} fits ({out['n_laws']} laws x groups) x {out['restarts']} starts in {out['seconds']:.1f} s")
+    print(
+        f"{out['n_fits']} fits ({out['n_laws']} laws x groups) x {out['restarts']} starts ({out['init']}) "
+        f"in {out['seconds']:.1f} s"
+    )
     return 0
 
 
@@ -817,7 +822,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Porian et al.'s IsoFLOP points, beside their exponents",
     )
     rep.add_argument("--task", help="scalebench: tasks (comma-separated, e.g. moe,parallel); default all six")
-    rep.add_argument("--restarts", type=int, default=64, help="scalebench: uniform starts in each law's bounds")
+    rep.add_argument("--restarts", type=int, default=64, help="scalebench: starts per law (and group)")
+    rep.add_argument(
+        "--starts",
+        choices=["screen", "random"],
+        default="screen",
+        help="scalebench: the best --restarts of 16x as many uniform draws in the bounds (screen), or "
+        "--restarts uniform draws as the benchmark's own fitter (random)",
+    )
     rep.add_argument("--seeds", type=int, default=100, help="approach2-bias: noisy experiments per design")
     rep.add_argument("--noise", type=float, default=0.01, help="approach2-bias: sd of the noise added to the loss")
     rep.add_argument("--family", help="hitchhiker: families to run (comma-separated); default per variant")

@@ -103,11 +103,15 @@ class Race:
     all the task's restarts, so it depends only on their trajectories, never on timing or batching.
     Pruning applies to tasks whose restarts all run side by side in one pool row (series of more
     than `Tuning.shared_points` points, restarts no more than the row's width, e.g. 64 restarts);
-    the stall test to every restart of such rows. Pools of one restart a row never pause."""
+    the stall test to every restart of such rows. Pools of one restart a row never pause.
+    extrapolate: also prune a restart that would still be behind the best if it kept its last
+    checkpoint's gain at every checkpoint left in its budget (a linear bound: improvement usually
+    slows, but a restart about to leave a plateau is pruned too)."""
 
     every: int = 100
     factor: float = 2.0
     stall: float = 1e-6
+    extrapolate: bool = False
 
     def __post_init__(self):
         if int(self.every) < 1:

@@ -1,5 +1,7 @@
 """The execution layer (`lawfit.batch`): fixed pool shapes, refills, determinism, declared programs."""
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -52,6 +54,14 @@ def test_a_race_prunes_restarts_far_behind_and_its_rows_do_not_depend_on_the_poo
     assert ran.sum() > 0 and (ours[ran] == theirs[ran]).all()
     alone = pl.concat([lawfit.fit_many([task], keep_restarts=True, max_steps=300, race=race) for task in tasks[:2]])
     assert _rows(alone) == _rows(raced.head(2))
+    # Extrapolating: restarts that would stay behind the best even at their last gain per checkpoint
+    # to the end of the budget stop too; more of them, and rows as independent of the pool.
+    ahead = dataclasses.replace(race, extrapolate=True)
+    extrapolated = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300, race=ahead)
+    assert (np.array(extrapolated["restart_status"].to_list()) == "pruned").sum() > (statuses == "pruned").sum()
+    assert (extrapolated["objective"].to_numpy() >= plain["objective"].to_numpy()).all()
+    alone = pl.concat([lawfit.fit_many([task], keep_restarts=True, max_steps=300, race=ahead) for task in tasks[:2]])
+    assert _rows(alone) == _rows(extrapolated.head(2))
 
 
 def test_race_options_are_checked():

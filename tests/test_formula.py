@@ -89,6 +89,32 @@ def test_formula_predicts_like_numpy_and_fits_a_closed_form():
         assert fit.params[name] == pytest.approx(value, rel=1e-6)
 
 
+def test_screen_on_a_random_start_law_runs_from_the_best_uniform_candidates():
+    """init="screen" on a law whose default starts are random draws: the objective at
+    SCREEN_DRAWS x random_starts uniform candidates, the solver from the best `screen_starts` of
+    them, which are exactly the candidates a numpy evaluation ranks best."""
+    from lawfit import plan
+
+    law = from_formula(
+        "E + A*N**-alpha", inputs=("N",), bounds={"E": (0, 5), "A": (0, 50), "alpha": (0, 2)}, random_starts=4
+    )
+    n = np.geomspace(1e2, 1e6, 12)
+    y = 1.5 + 30.0 * n**-0.4
+    objective = lawfit.Objective(loss="squared", space="raw", reduction="sum")
+    task = lawfit.Task(law, n[:, None], y, objective=objective, init="screen", seed=3)
+    kind, candidates = plan.resolve_starts(law, "screen", (0, 1, 2), 3)
+    assert kind == "screen" and candidates.shape == (plan.SCREEN_DRAWS * 4, 3)
+    assert (candidates >= np.array(law.lower)).all() and (candidates <= np.array(law.upper)).all()
+    f = np.array([np.sum((np.asarray(law.predict_raw(c, n[:, None])) - y) ** 2) for c in candidates])
+    best = candidates[np.argsort(f)[:3]]
+    screened, explicit = lawfit.fit_many(
+        [task, lawfit.Task(law, n[:, None], y, objective=objective, init=best)], screen_starts=3, keep_restarts=True
+    ).to_dicts()
+    assert screened["n_restarts"] == 3
+    assert screened["restart_objective"] == explicit["restart_objective"]
+    assert screened["objective"] == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("registry", ["chinchilla", "kaplan_nd"])
 def test_formula_matches_the_registry_law_on_bundled_data(registry):
     """The same law written as a formula in the same parametrisation, started from the same grid

@@ -260,6 +260,12 @@ class Pool:
             restarts = self.lane_restart[row, lanes]
             last = np.full(lanes.shape, np.inf)
             last[lanes] = segment.checkpoint_f[task, restarts]
+            if raced and self.race.extrapolate and seen.size:
+                # Behind the best even if it kept its last checkpoint's gain to the end of its budget.
+                left = (self.budget - np.asarray(self.state.n_evals)[row]) / self.race.every
+                with np.errstate(invalid="ignore"):
+                    reach = f[row] - np.maximum(left, 0.0) * (last - f[row])
+                keep &= ~(np.isfinite(last) & (reach > best + 1e-6 * abs(best)))
             with np.errstate(invalid="ignore"):  # no checkpoint yet: inf - inf, never stalled
                 stalled = f[row] >= last - self.race.stall * np.abs(last)
             segment.checkpoint_f[task, restarts] = f[row, lanes]
