@@ -36,10 +36,13 @@ BLOCK_MIN_STEPS = 256
 # 161-1080 points ran 2.5-4x faster so (ScaleBench), while 4096-lane pools of short rows are faster
 # scanned. A pool's width never falls below this along its ladder (`batch.solve.pool_keys`), so a
 # task takes the same path, and the same rounding, in every pool it can run in. The driver steps such
-# pools in groups of STACKED_GROUP lanes, skipping groups with no running lane (`loop.advance`).
+# pools in groups of STACKED_GROUP lanes, skipping groups with no running lane (`loop.advance`): one
+# lane a group, as a stacked lane's pass is vectorised over its points already, and in a pool's
+# tail one restart still running costs one lane, not its group (ScaleBench lr_bsz, 26-31 parameters
+# over 2,702 points: 41 s -> 14 s warm for three laws; the four small tasks 6.9 s either way).
 STACKED_WIDTH = 64
 STACKED_POINTS = 64
-STACKED_GROUP = 8
+STACKED_GROUP = 1
 
 
 def lane_groups(lanes: int) -> np.ndarray:
