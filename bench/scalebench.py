@@ -20,6 +20,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -119,11 +120,13 @@ def seed_study(task: str, restarts: int, n_seeds: int) -> dict:
     return {"task": task, "seeds": n_seeds, "fits": fits, "counts": counts, "scipy_better": per_seed}
 
 
-def fresh_process(tasks: list[str], restarts: int) -> float:
-    """Wall time of `lawfit reproduce scalebench` in a new process (what a user waits for)."""
+def fresh_process(tasks: list[str], restarts: int, cache: str) -> float:
+    """Wall time of `lawfit reproduce scalebench` in a new process (what a user waits for), with its
+    compilation cache and program archive in `cache`."""
     start = time.perf_counter()
     command = [sys.executable, "-m", "lawfit.cli", "reproduce", "scalebench", "--json", "--restarts", str(restarts)]
-    subprocess.run([*command, "--task", ",".join(tasks)], check=True, capture_output=True)
+    env = dict(os.environ, LAWFIT_CACHE_DIR=cache)
+    subprocess.run([*command, "--task", ",".join(tasks)], check=True, capture_output=True, env=env)
     return time.perf_counter() - start
 
 
@@ -143,7 +146,9 @@ def main() -> None:
 
     first = scalebench.run(tasks, restarts=args.restarts)  # includes compiling (cache as it is)
     warm = scalebench.run(tasks, restarts=args.restarts)
-    fresh = fresh_process(tasks, args.restarts)
+    with tempfile.TemporaryDirectory() as cache:  # the first process fills an empty cache
+        fresh_cold = fresh_process(tasks, args.restarts, cache)
+        fresh = fresh_process(tasks, args.restarts, cache)
     per_task = {}
     comparisons = []
     for task in tasks:
@@ -189,6 +194,7 @@ def main() -> None:
         "lawfit_first_run_seconds": first["seconds"],
         "lawfit_warm_seconds": warm["seconds"],
         "lawfit_fresh_process_seconds": fresh,
+        "lawfit_fresh_process_cold_cache_seconds": fresh_cold,
         "scipy_seconds": scipy_total,
         "ratio_warm": scipy_total / warm["seconds"],
         "ratio_fresh_process": scipy_total / fresh,
@@ -202,7 +208,8 @@ def main() -> None:
         "comparisons": comparisons,
     }
     print(
-        f"lawfit: first run {first['seconds']:.1f} s, warm {warm['seconds']:.1f} s, fresh process {fresh:.1f} s; "
+        f"lawfit: first run {first['seconds']:.1f} s, warm {warm['seconds']:.1f} s, fresh process {fresh:.1f} s "
+        f"(empty cache {fresh_cold:.1f} s); "
         f"scipy {scipy_total:.1f} s -> {figures['ratio_warm']:.1f}x warm, {figures['ratio_fresh_process']:.1f}x fresh; "
         f"lawfit objective <= scipy (rel 1e-6) on {at_least}/{len(comparisons)} laws, "
         f"R^2 >= scipy's - 0.01 on {r2_ok}/{len(comparisons)}, both on {both}"
