@@ -36,20 +36,21 @@ BLOCK_MIN_STEPS = 256
 # 161-1080 points ran 2.5-4x faster so (ScaleBench), while 4096-lane pools of short rows are faster
 # scanned. A pool's width never falls below this along its ladder (`batch.solve.pool_keys`), so a
 # task takes the same path, and the same rounding, in every pool it can run in. The driver steps such
-# pools in groups of STACKED_GROUP lanes, skipping groups with no running lane (`loop.advance`): one
-# lane a group, as a stacked lane's pass is vectorised over its points already, and in a pool's
-# tail one restart still running costs one lane, not its group (ScaleBench lr_bsz, 26-31 parameters
-# over 2,702 points: 41 s -> 14 s warm for three laws; the four small tasks 6.9 s either way).
+# pools in groups of lanes, skipping groups with no running lane (`loop.advance`): STACKED_GROUP
+# lanes a group, or one for laws of more than UNROLL_MAX parameters, whose lane pass is long enough
+# alone and whose tails are single restarts crawling on (ScaleBench lr_bsz, 26-31 parameters over
+# 2,702 points: three laws 41 -> 14 s warm with one lane a group; Epoch's 4500-start grid, 5
+# parameters over 245 points: 2.3 s warm in groups of 8, 2.9 s one lane a group).
 STACKED_WIDTH = 64
 STACKED_POINTS = 64
-STACKED_GROUP = 1
+STACKED_GROUP = 8
 
 
-def lane_groups(lanes: int) -> np.ndarray:
-    """The lanes 0..lanes-1 in groups of STACKED_GROUP: [groups, STACKED_GROUP]. A lane count that
-    is not a multiple of the group repeats its last lane (its copies are dropped after)."""
-    groups = -(-lanes // STACKED_GROUP)
-    return np.minimum(np.arange(groups * STACKED_GROUP), lanes - 1).reshape(groups, STACKED_GROUP)
+def lane_groups(lanes: int, size: int) -> np.ndarray:
+    """The lanes 0..lanes-1 in groups of `size`: [groups, size]. A lane count that is not a multiple
+    of the group repeats its last lane (its copies are dropped after)."""
+    groups = -(-lanes // size)
+    return np.minimum(np.arange(groups * size), lanes - 1).reshape(groups, size)
 
 
 class Evaluator(eqx.Module):
@@ -189,9 +190,14 @@ class Evaluator(eqx.Module):
 
     @property
     def grouped(self) -> bool:
-        """Whether lanes are evaluated each over all its points, in fixed groups of STACKED_GROUP
+        """Whether lanes are evaluated each over all its points, in fixed groups of `group_size`
         (`lanes`), rather than all lanes together one point at a time (the scan)."""
         return len(self.free) > UNROLL_MAX or self.stacked
+
+    @property
+    def group_size(self) -> int:
+        """Lanes a group (`lane_groups`): one for many-parameter laws, else STACKED_GROUP."""
+        return 1 if len(self.free) > UNROLL_MAX else STACKED_GROUP
 
     def lanes(self, theta, task, problems) -> Evaluation:
         """The stacked pass for one group of lanes: theta [group, n_free], task [group] (each lane's
@@ -222,7 +228,7 @@ class Evaluator(eqx.Module):
         a whole pool, XLA's batched products blocked, and rounded, by the pool's size)."""
         n_tasks, n_restarts, n_free = theta.shape
         lanes = n_tasks * n_restarts
-        index = lane_groups(lanes)
+        index = lane_groups(lanes, self.group_size)
         flat = theta.reshape(lanes, n_free)
         out = jax.lax.map(lambda group: self.lanes(flat[group], group // n_restarts, problems), index)
         shape = (n_tasks, n_restarts)

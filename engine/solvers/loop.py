@@ -114,7 +114,7 @@ def _grouped_step(solver, evaluate, problems, shape: tuple[int, int], max_steps,
     group size in every pool also keeps a lane's rounding the same wherever it runs."""
     rows, width = shape
     lanes = rows * width
-    index = lane_groups(lanes)  # [groups, size]
+    index = lane_groups(lanes, evaluate.group_size)  # [groups, size]
     task = index // width
 
     def to_groups(leaf):
