@@ -92,9 +92,9 @@ def scipy_law(task: str, law_id: str, restarts: int, seed: int) -> ScipyLaw:
     return ScipyLaw(total, scalebench.r_squared(y_true, y_pred) if np.isfinite(y_pred).all() else -1.0)
 
 
-def passes(entry: dict, ref: ScipyLaw) -> tuple[bool, bool]:
+def passes(objective: float, r2: float, ref: ScipyLaw) -> tuple[bool, bool]:
     """(lawfit's train objective <= scipy's (rel 1e-6), its test R^2 >= scipy's - 0.01)."""
-    return entry["objective"] <= ref.objective * (1 + 1e-6), entry["r2"] >= ref.r2 - 0.01
+    return objective <= ref.objective * (1 + 1e-6), r2 >= ref.r2 - 0.01
 
 
 def seed_study(task: str, restarts: int, n_seeds: int) -> dict:
@@ -106,7 +106,7 @@ def seed_study(task: str, restarts: int, n_seeds: int) -> dict:
         row = {"seed": seed}
         for init in counts:
             out = scalebench.run([task], restarts=restarts, seed=seed, init=init)
-            checks = [passes(e, refs[e["law_id"]]) for e in out["laws"]]
+            checks = [passes(e["objective"], e["r2"], refs[e["law_id"]]) for e in out["laws"]]
             counts[init]["objective"] += sum(o for o, _ in checks)
             counts[init]["both"] += sum(o and r for o, r in checks)
             row[init] = [e["law_id"] for e, (o, _) in zip(out["laws"], checks, strict=True) if not o]
@@ -184,9 +184,10 @@ def main() -> None:
         }
         print(f"{task}: scipy {scipy_seconds:.1f} s; lawfit better {better}, scipy better {worse}, same {ties}")
     scipy_total = sum(t["scipy_seconds"] for t in per_task.values())
-    at_least = sum(c["lawfit"] <= c["scipy"] * (1 + 1e-6) for c in comparisons)
-    r2_ok = sum(c["r2"] >= c["scipy_r2"] - 0.01 for c in comparisons)
-    both = sum(c["lawfit"] <= c["scipy"] * (1 + 1e-6) and c["r2"] >= c["scipy_r2"] - 0.01 for c in comparisons)
+    checks = [passes(c["lawfit"], c["r2"], ScipyLaw(c["scipy"], c["scipy_r2"])) for c in comparisons]
+    at_least = sum(o for o, _ in checks)
+    r2_ok = sum(r for _, r in checks)
+    both = sum(o and r for o, r in checks)
     figures = {
         "tasks": tasks,
         "restarts": args.restarts,

@@ -245,6 +245,7 @@ class Pool:
         dtype, status = status.dtype, status.copy()
         busy = self.lane_restart >= 0
         f = np.asarray(self.state.f)
+        n_evals = np.asarray(self.state.n_evals) if self.race.extrapolate else None
         for row in np.flatnonzero(paused.any(axis=1)):
             segment, task, lanes = self.row_segment[row], self.row_task[row], paused[row]
             raced = segment.n_restarts <= self.keys[0].width
@@ -262,7 +263,7 @@ class Pool:
             last[lanes] = segment.checkpoint_f[task, restarts]
             if raced and self.race.extrapolate and seen.size:
                 # Behind the best even if it kept its last checkpoint's gain to the end of its budget.
-                left = (self.budget - np.asarray(self.state.n_evals)[row]) / self.race.every
+                left = (self.budget - n_evals[row]) / self.race.every
                 with np.errstate(invalid="ignore"):
                     reach = f[row] - np.maximum(left, 0.0) * (last - f[row])
                 keep &= ~(np.isfinite(last) & (reach > best + 1e-6 * abs(best)))
