@@ -73,7 +73,7 @@ def run_engine(solver, init, repeats=3):
     return cold, out["seconds"], values, out
 
 
-CLI = "import sys; from lawfit.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "from lawfit.cli import entry; entry()"
 
 
 def fresh_process(init: str, repeats: int = 3) -> dict:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from .api import fit_chunks
 from .progress import Progress
@@ -58,7 +57,7 @@ def finished_keys(out: str | Path) -> set[str]:
     out = Path(out)
     keys: set[str] = set()
     for path in sorted(out.glob(PART_GLOB)):
-        keys.update(pq.read_table(path, columns=["task_hash"]).column("task_hash").to_pylist())
+        keys.update(pl.read_parquet(path, columns=["task_hash"])["task_hash"].to_list())
     return keys
 
 

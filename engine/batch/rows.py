@@ -150,11 +150,13 @@ def solved(grp, outcome, *, solver: str, at_best_rtol: float, keep_restarts: boo
         "params": full,
     }
     if keep_restarts:
+        # From the arrays, not Python lists: 4500 restarts' lists took 0.1 s of the Chinchilla grid.
+        finite_only = pl.when(pl.element().is_finite()).then(pl.element())
         columns |= {
-            "restart_objective": [[float(v) if np.isfinite(v) else None for v in row] for row in objective],
+            "restart_objective": pl.Series(objective).cast(pl.List(pl.Float64)).list.eval(finite_only),
             "restart_status": [status_labels(row) for row in res.status],
-            "restart_iterations": res.iterations.astype(np.int64).tolist(),
-            "restart_params": res.theta.tolist(),
+            "restart_iterations": pl.Series(res.iterations.astype(np.int64)).cast(pl.List(pl.Int64)),
+            "restart_params": pl.Series(res.theta).cast(pl.List(pl.List(pl.Float64))),
         }
     columns |= {
         "solver": [solver] * n,

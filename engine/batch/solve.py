@@ -117,7 +117,8 @@ def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning
         index = np.minimum(np.arange(first, first + size), last - 1)
         found = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
         parts.append([np.asarray(item)[: last - first] for item in found])
-    cond, sensitivity, null_share = (np.concatenate(column) for column in zip(*parts, strict=True))
+    scaled, sensitivity = (np.concatenate(column) for column in zip(*parts, strict=True))
+    cond, null_share = programs.conditioning(scaled)
     return Outcome(results, cond, sensitivity, null_share)
 
 
