@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from chinchilla_grid import scipy_objective
-from common import write
+from common import own_cache, write
 from scipy.optimize import minimize
 
 RESTARTS = 8
@@ -100,6 +100,7 @@ def main() -> None:
         print(json.dumps(worker(int(args.worker[0]), args.worker[1])))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
+    own_cache()  # the jobs' processes inherit it
     warmup = run_job(min(sizes))  # fills the persistent compilation cache; not reported as a size
     jobs = [run_job(n) for n in sizes]
     baseline = scipy_fits(args.scipy_sample)
