@@ -36,6 +36,17 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
     assert _rows(lawfit.fit_many(tasks, keep_restarts=True, tuning=small)) == _rows(whole)
 
 
+def test_varpro_starts_and_checks_do_not_depend_on_the_batch():
+    """Variable-projection starts and the conditioning check run per task (split over the devices):
+    a task's rows are the same, to the bit, fitted alone (a batch of two, one a device) and among 40
+    (a batch of 32 and one of 8). Vmapped over tasks, their products rounded by batch size."""
+    tasks = list(synthetic.chinchilla_tasks(40, n_points=24, init="varpro"))
+    whole = lawfit.fit_many(tasks, keep_restarts=True)
+    alone = pl.concat([lawfit.fit_many([task], keep_restarts=True) for task in tasks[:3]])
+    assert _rows(alone) == _rows(whole.head(3))
+    assert alone["log10_cond"].to_list() == whole.head(3)["log10_cond"].to_list()
+
+
 def test_a_race_prunes_restarts_far_behind_and_its_rows_do_not_depend_on_the_pool():
     """64 restarts of one task a row over 96 points (the stacked pass): a race prunes restarts far
     behind their task's best; pausing at checkpoints leaves every other restart's trajectory as it

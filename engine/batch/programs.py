@@ -266,12 +266,42 @@ def lane_devices(key: PoolKey) -> tuple:
     return devices[:1]
 
 
+def task_devices(n_tasks: int) -> tuple:
+    """The local devices a per-task program (starts, checks) splits its tasks over: all of them
+    when they divide `n_tasks`, else the first. Its tasks run one after another on each device,
+    so a task's arithmetic does not depend on the split."""
+    devices = tuple(jax.local_devices())
+    return devices if n_tasks % len(devices) == 0 else devices[:1]
+
+
 def _shard_map(fn, mesh, in_specs, out_specs):
     # Each device runs its own copy of the loop on its lanes: no communication between them.
     try:
         return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
     except TypeError:  # older jax names the check `check_rep`
         return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def _split(fn, args, devices: tuple, in_specs, out_specs):
+    """(fn, args) as `build` gives them for `devices`: as they are on one device, else `fn` mapped
+    over the devices (`in_specs`, `out_specs`: how each argument and the output are split) and the
+    arguments' specs placed accordingly."""
+    if len(devices) == 1:
+        return fn, args
+    mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
+    placed = tuple(
+        jax.tree.map(lambda leaf, spec=spec: _spec(leaf, jax.sharding.NamedSharding(mesh, spec)), arg)
+        for arg, spec in zip(args, in_specs, strict=True)
+    )
+    return _shard_map(fn, mesh, in_specs, out_specs), placed
+
+
+def _per_task(key, fn, args, output):
+    """The per-task program `fn(*args)` for `key`, its tasks (every argument's and output's leading
+    axis) split over `task_devices`."""
+    devices = task_devices(key.n_tasks)
+    specs = tuple(P("lanes") for _ in args)
+    return _compiled(key, lambda: (*_split(fn, args, devices, specs, P("lanes")), output), devices)
 
 
 def pool(key: PoolKey):
@@ -298,21 +328,12 @@ def pool(key: PoolKey):
             np.int32(0),
             np.int32(0),
         )
-        devices = lane_devices(key)
-        if len(devices) == 1:
-            return step, args, args[0]
         # Lanes split over the devices by rows, or by lanes when the pool is one wide row (whose
         # task data every device then holds).
-        mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
         lanes = P("lanes") if key.rows > 1 else P(None, "lanes")
         rows = P("lanes") if key.rows > 1 else P()
         specs = (lanes, rows, lanes, lanes, P(), P(), P())
-        sharded = _shard_map(step, mesh, specs, lanes)
-        placed = tuple(
-            jax.tree.map(lambda leaf, spec=spec: _spec(leaf, jax.sharding.NamedSharding(mesh, spec)), arg)
-            for arg, spec in zip(args, specs, strict=True)
-        )
-        return sharded, placed, args[0]
+        return *_split(step, args, lane_devices(key), specs, lanes), args[0]
 
     return _compiled(key, build, lane_devices(key))
 
@@ -326,10 +347,15 @@ def starts(key: StartKey):
     if key.kind == "varpro":
 
         def varpro(batch):
-            found, _ = jax.vmap(lambda p: solvers.varpro_starts(law, objective, p, key.n_starts))(problems(law, batch))
+            # One task after another, not vmapped: batched products round by the batch's size, and a
+            # task's starts must not depend on which tasks share its batch (the same rows whatever
+            # the chunking). Each task's scan is wide enough alone.
+            found, _ = jax.lax.map(
+                lambda p: solvers.varpro_starts(law, objective, p, key.n_starts), problems(law, batch)
+            )
             return found
 
-        return _compiled(key, lambda: (varpro, (batch,), 0))
+        return _per_task(key, varpro, (batch,), 0)
     objective_only = evaluator(fit, hessian=False)
 
     def screen(batch, grid):
@@ -339,7 +365,7 @@ def starts(key: StartKey):
         return jnp.take_along_axis(grid, order[..., None], axis=1)
 
     grid = np.zeros((key.n_tasks, key.n_grid, len(fit.free)))
-    return _compiled(key, lambda: (screen, (batch, grid), 0))
+    return _per_task(key, screen, (batch, grid), 0)
 
 
 def check(key: CheckKey):
@@ -367,11 +393,14 @@ def check(key: CheckKey):
 
     def diagnose(batch, theta):
         found = problems(law, batch)
-        return jax.vmap(one)(theta, Problem(found.feats, found.target, found.coeff, found.theta_fixed))
+        # One task after another (`jax.lax.map`), as for the starts: J^T J must not round by batch size.
+        return jax.lax.map(
+            lambda args: one(*args), (theta, Problem(found.feats, found.target, found.coeff, found.theta_fixed))
+        )
 
     batch = batch_spec(dataclasses.replace(fit, table=None), key.n_tasks)
     theta = np.zeros((key.n_tasks, len(fit.free)))
-    return _compiled(key, lambda: (diagnose, (batch, theta), (0, 0)))
+    return _per_task(key, diagnose, (batch, theta), (0, 0))
 
 
 def conditioning(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
