@@ -34,7 +34,6 @@ from ..solvers.evaluate import STACKED_POINTS, STACKED_WIDTH
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
 from . import archive
-from .rows import UNDETERMINED_LOG10_COND
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,7 +370,7 @@ def starts(key: StartKey):
 def check(key: CheckKey):
     """(batch, theta [n_tasks, n_free]) -> (J^T J at theta with its columns scaled to a unit diagonal
     [n_tasks, n_free, n_free], each free parameter's sensitivity max_i |d pred_i / d theta_j| /
-    |pred_i| [n_tasks, n_free]; d log pred for log-space fits). `conditioning` reads the first."""
+    |pred_i| [n_tasks, n_free]; d log pred for log-space fits). `rows.conditioning` reads the first."""
     fit = key.fit
     law, objective = fit.law, fit.objective
     residuals = fit.residuals
@@ -401,20 +400,3 @@ def check(key: CheckKey):
     batch = batch_spec(dataclasses.replace(fit, table=None), key.n_tasks)
     theta = np.zeros((key.n_tasks, len(fit.free)))
     return _per_task(key, diagnose, (batch, theta), (0, 0))
-
-
-def conditioning(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From `check`'s scaled J^T J [n_tasks, n_free, n_free]: (log10 condition number [n_tasks] (nan
-    where J^T J is not finite), each free parameter's share of the eigenvectors whose eigenvalue is
-    below 10^-UNDETERMINED_LOG10_COND of the largest [n_tasks, n_free]: the directions the data do
-    not constrain).
-
-    On the host, in numpy: `jnp.linalg.eigh` on the CPU calls LAPACK, whose registration imports
-    scipy.linalg (~0.12 s of every fresh process), and numpy's batched call takes ~2.5 us a 5x5."""
-    finite = np.isfinite(scaled).all(axis=(1, 2))
-    eig, vectors = np.linalg.eigh(np.where(finite[:, None, None], scaled, np.eye(scaled.shape[-1])))
-    top = np.maximum(eig[:, -1], 1e-300)
-    log10_cond = np.where(finite, np.log10(top / np.maximum(eig[:, 0], 1e-300)), np.nan)
-    weak = eig <= top[:, None] * 10.0 ** (-UNDETERMINED_LOG10_COND)
-    null_share = np.sum(np.where(weak[:, None, :], vectors**2, 0.0), axis=2)
-    return log10_cond, np.where(finite[:, None], null_share, 0.0)

@@ -11,6 +11,7 @@ import numpy as np
 from ..plan import Group, TaskBatch, pack, pack_starts
 from ..solvers.evaluate import STACKED_WIDTH
 from . import pool, programs
+from .rows import conditioning
 from .tuning import Tuning, fitting, ladder, power_of_two_at_most
 
 
@@ -118,7 +119,7 @@ def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning
         found = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
         parts.append([np.asarray(item)[: last - first] for item in found])
     scaled, sensitivity = (np.concatenate(column) for column in zip(*parts, strict=True))
-    cond, null_share = programs.conditioning(scaled)
+    cond, null_share = conditioning(scaled)
     return Outcome(results, cond, sensitivity, null_share)
 
 
