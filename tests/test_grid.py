@@ -9,7 +9,7 @@ import pytest
 
 import lawfit
 from lawfit import kernels, plan, solvers
-from lawfit.batch import programs
+from lawfit.batch import Tuning, programs
 from lawfit.types import Objective
 
 SQUARED_RAW = Objective("squared", space="raw")
@@ -111,3 +111,33 @@ def test_tables_only_where_they_are_cheaper_and_exact():
     assert on_tables[id(huber_log)] is None  # Huber and log residuals do not sum over a table
     assert on_tables[id(kaplan)] is None  # the law is not separable
     assert kernels.get("chinchilla").separable is not None
+
+
+def test_a_pool_row_alone_gives_the_batched_table_sums():
+    """Pools step table fits one row (one task's restarts) at a time (`GridEvaluator.lanes`): the
+    same sums as the pass over a whole batch, to rounding."""
+    rng = np.random.default_rng(6)
+    starts = np.array([[6.0, 6.8, 0.6, 0.34, 0.28], [5.0, 7.5, 0.2, 0.5, 0.2]])
+    tasks = [learning_curves(rng, n_sizes=2 + k, n_steps=20 + 5 * k, init=starts) for k in range(3)]
+    grp, problems, theta = packed_problems(tasks, grid=True)
+    batched = solvers.GridEvaluator(grp.law, grp.free)(theta, problems)
+    by_row = solvers.GridEvaluator(grp.law, grp.free, width=theta.shape[1])
+    assert by_row.grouped and by_row.group_size == theta.shape[1]
+    for task in range(len(tasks)):
+        row = by_row.lanes(theta[task], np.full(theta.shape[1], task), problems)
+        for key in ("f", "grad", "hess"):
+            np.testing.assert_allclose(getattr(row, key), getattr(batched, key)[task], rtol=1e-12)
+
+
+def test_table_fits_do_not_depend_on_the_pool_or_the_batch():
+    """Each row of a table pool is evaluated alone, so a task's rows are the same to the bit with
+    other tasks, alone, or in a pool of another size (tables padded alike: 4 x 32 cells here)."""
+    rng = np.random.default_rng(7)
+    tasks = [learning_curves(rng, n_sizes=3 + k % 2, n_steps=24 + k, init=4) for k in range(6)]
+    columns = ["objective", "status", "iterations", "restart_objective", "restart_params"]
+    whole = lawfit.fit_many(tasks, keep_restarts=True, progress=False).select(columns)
+    alone = [lawfit.fit_many([t], keep_restarts=True, progress=False).select(columns) for t in tasks[:2]]
+    small = Tuning(lane_cells=1 << 9)
+    smaller = lawfit.fit_many(tasks, keep_restarts=True, progress=False, tuning=small).select(columns)
+    assert smaller.to_dicts() == whole.to_dicts()
+    assert [frame.to_dicts()[0] for frame in alone] == whole.to_dicts()[:2]

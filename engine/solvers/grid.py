@@ -48,13 +48,25 @@ class GridEvaluator(eqx.Module):
     """Per-lane f, g (and J^T J) of squared residuals in the raw space, from the `Grid`s of a batch of
     tasks x restarts. Same call as `Evaluator`; `law.separable` must be set.
 
-    law: the law; free: indices of fitted parameters; hessian: whether to form J^T J.
+    law: the law; free: indices of fitted parameters; hessian: whether to form J^T J; width: when
+    > 0, pool rows hold `width` restarts of one task and the driver steps them row by row
+    (`grouped`, `lanes`): a row none of whose restarts is running costs nothing, so a pool's tail
+    (a few restarts crawling on while the rest of the pool is done) costs its rows, not the pool.
     """
 
     law: object = eqx.field(static=True)
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
-    grouped = False  # one pass over the tables for all lanes (`Evaluator.grouped`)
+    width: int = eqx.field(static=True, default=0)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the driver steps lanes in groups (`Evaluator.grouped`): one pool row a group."""
+        return self.width > 0
+
+    @property
+    def group_size(self) -> int:
+        return self.width
 
     def layout(self, problems, n_restarts: int):
         """The tables' margins, once per solver call: row and column weights and weighted target
@@ -77,6 +89,20 @@ class GridEvaluator(eqx.Module):
         if points is None:
             points = self.layout(problems, theta.shape[1])
         return jax.vmap(self._one)(theta, problems.theta_fixed, problems.grid, points)
+
+    def lanes(self, theta, task, problems) -> Evaluation:
+        """One pool row: theta [width, n_free], the restarts of task `task[0]` of `problems`."""
+        one = jax.tree.map(lambda leaf: leaf[task[0]], (problems.theta_fixed, problems.grid))
+        grid = one[1]
+        weighted = grid.counts * grid.mean
+        margins = {
+            "row_weight": grid.counts.sum(axis=1),
+            "column_weight": grid.counts.sum(axis=0),
+            "weight": grid.counts.sum(),
+            "row_target": weighted.sum(axis=1),
+            "column_target": weighted.sum(axis=0),
+        }
+        return self._one(theta, one[0], grid, margins)
 
     def _one(self, theta, theta_fixed, grid: Grid, margins):
         n_restarts = theta.shape[0]
