@@ -169,7 +169,8 @@ def scalebench_section(result: dict) -> list[str]:
         f"{machine_line(machine)} Tasks: {', '.join(t.removesuffix('_scaling_law') for t in fig['tasks'])}; "
         f"{fig['restarts']} starts per law and group (scipy: uniform draws in the bounds; lawfit: "
         + (
-            f"the best {fig['restarts']} of 16x as many uniform draws, by objective"
+            f"the best {fig['restarts']} of {fig.get('screen_draws_per_start', 16)}x as many uniform draws, "
+            "by objective"
             if fig.get("init") == "screen"
             else "uniform draws"
         )

@@ -30,7 +30,7 @@ import numpy as np
 from common import write
 from scipy.optimize import minimize
 
-from lawfit import scalebench
+from lawfit import plan, scalebench
 from lawfit.kernels import scalebench as laws
 
 
@@ -204,6 +204,7 @@ def main() -> None:
         "lawfit_r2_at_least_scipy_minus_0.01": int(r2_ok),
         "lawfit_both": int(both),
         "init": warm["init"],
+        "screen_draws_per_start": plan.SCREEN_DRAWS,
         "race": dataclasses.asdict(scalebench.RACE),
         "per_task": per_task,
         "comparisons": comparisons,

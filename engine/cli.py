@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import solvers
+from .plan import SCREEN_DRAWS
 
 SOLVER_HELP = (
     "batched solver (lm: Levenberg-Marquardt on the residuals; lbfgs: Optax L-BFGS with a per-lane line search)"
@@ -828,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--starts",
         choices=["screen", "random"],
         default="screen",
-        help="scalebench: the best --restarts of 16x as many uniform draws in the bounds (screen), or "
+        help=f"scalebench: the best --restarts of {SCREEN_DRAWS}x as many uniform draws in the bounds (screen), or "
         "--restarts uniform draws as the benchmark's own fitter (random)",
     )
     rep.add_argument("--seeds", type=int, default=100, help="approach2-bias: noisy experiments per design")
