@@ -36,6 +36,16 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
     assert _rows(lawfit.fit_many(tasks, keep_restarts=True, tuning=small)) == _rows(whole)
 
 
+def test_long_series_rows_do_not_depend_on_the_pool():
+    """Restarts of a long series share a row (its data once) and take the stacked pass in fixed lane
+    groups: a task's rows are the same to the bit in a job's full pool and in a small one. (Scanned,
+    shared rows rounded by the pool's row count.)"""
+    tasks = list(synthetic.chinchilla_tasks(12, n_points=200, init=4))
+    whole = lawfit.fit_many(tasks, keep_restarts=True, progress=False)
+    small = lawfit.fit_many(tasks[:3], keep_restarts=True, progress=False, tuning=Tuning(pool_lanes=64))
+    assert _rows(small) == {column: values[:3] for column, values in _rows(whole).items()}
+
+
 def test_varpro_starts_and_checks_do_not_depend_on_the_batch():
     """Variable-projection starts and the conditioning check run per task (split over the devices):
     a task's rows are the same, to the bit, fitted alone (a batch of two, one a device) and among 40
@@ -48,12 +58,12 @@ def test_varpro_starts_and_checks_do_not_depend_on_the_batch():
 
 
 def test_a_race_prunes_restarts_far_behind_and_its_rows_do_not_depend_on_the_pool():
-    """64 restarts of one task a row over 96 points (the stacked pass): a race prunes restarts far
+    """64 restarts of one task a row over 160 points (the stacked pass): a race prunes restarts far
     behind their task's best; pausing at checkpoints leaves every other restart's trajectory as it
     is (its objective is the unraced job's, to the bit); and the rows are the same, to the bit, for
     tasks fitted alone (a one-row pool split over the devices by lanes) and together (by rows)."""
-    tasks = list(synthetic.chinchilla_tasks(6, n_points=96, init=64))
-    race = lawfit.Race(every=10, factor=1.5, stall=0.0)
+    tasks = list(synthetic.chinchilla_tasks(6, n_points=160, init=64))
+    race = lawfit.Race(every=10, factor=10.0, stall=0.0)
     plain = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300)
     raced = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300, race=race)
     statuses = np.array(raced["restart_status"].to_list())

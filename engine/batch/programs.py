@@ -30,7 +30,7 @@ from lawfit import kernels
 
 from .. import solvers
 from ..plan import Tables, TaskBatch
-from ..solvers.evaluate import STACKED_POINTS, STACKED_WIDTH
+from ..solvers.evaluate import STACKED_WIDTH
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
 from . import archive
@@ -225,10 +225,10 @@ def problems(law: kernels.Law, batch: TaskBatch) -> Problem:
 
 def evaluator(fit: Fit, hessian: bool, width: int = 1):
     """The evaluator of `fit`'s programs; `width`: restarts a pool row holds (wide rows over long
-    series take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
+    series, shared by a task's restarts, take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
     if fit.table is not None:
         return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian, width=width if width > 1 else 0)
-    stacked = width >= STACKED_WIDTH and fit.n_pad >= STACKED_POINTS
+    stacked = width >= STACKED_WIDTH
     return solvers.Evaluator(fit.law, fit.objective, fit.free, hessian=hessian, stacked=stacked)
 
 

@@ -56,8 +56,8 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs
         # Table sums: one shape per table shape (a job has many table shapes; each compiles once).
         shapes = [(rows, width)]
     elif rows == 1:
-        # A wide row never narrows below the evaluator's stacked width: its tasks keep one path.
-        narrowest = max(tuning.min_lanes, STACKED_WIDTH) if width >= STACKED_WIDTH else None
+        # A wide row never narrows below min_lanes: its tasks keep the stacked path.
+        narrowest = tuning.min_lanes if width >= STACKED_WIDTH else None
         shapes = [(1, w) for w in ladder(width, tuning, minimum=narrowest)]
     else:
         shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else tuning.min_lanes)]
