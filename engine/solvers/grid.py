@@ -33,6 +33,19 @@ from .base import Evaluation
 from .problem import Grid
 
 
+def _margins(grid: Grid) -> dict[str, jax.Array]:
+    """ONE task's table margins: row and column weights and weighted target sums ([n_rows],
+    [n_columns]) and its total weight."""
+    weighted = grid.counts * grid.mean
+    return {
+        "row_weight": grid.counts.sum(axis=1),
+        "column_weight": grid.counts.sum(axis=0),
+        "weight": grid.counts.sum(),
+        "row_target": weighted.sum(axis=1),
+        "column_target": weighted.sum(axis=0),
+    }
+
+
 def _terms(separable, theta, grid: Grid):
     """(constant, row, column) Terms of the law for theta: [restarts, n_params]."""
     params = tuple(theta[:, i] for i in range(theta.shape[1]))  # [restarts] each
@@ -71,15 +84,7 @@ class GridEvaluator(eqx.Module):
     def layout(self, problems, n_restarts: int):
         """The tables' margins, once per solver call: row and column weights and weighted target
         sums (`[tasks, n_rows]`, `[tasks, n_columns]`) and total weight `[tasks]`."""
-        grid = problems.grid
-        weighted = grid.counts * grid.mean
-        return {
-            "row_weight": grid.counts.sum(axis=2),
-            "column_weight": grid.counts.sum(axis=1),
-            "weight": grid.counts.sum(axis=(1, 2)),
-            "row_target": weighted.sum(axis=2),
-            "column_target": weighted.sum(axis=1),
-        }
+        return jax.vmap(_margins)(problems.grid)
 
     def __call__(self, theta, problems, points=None):
         """theta: [tasks, restarts, n_free]; problems: `Problem` with a `grid`, leading [tasks].
@@ -92,17 +97,8 @@ class GridEvaluator(eqx.Module):
 
     def lanes(self, theta, task, problems) -> Evaluation:
         """One pool row: theta [width, n_free], the restarts of task `task[0]` of `problems`."""
-        one = jax.tree.map(lambda leaf: leaf[task[0]], (problems.theta_fixed, problems.grid))
-        grid = one[1]
-        weighted = grid.counts * grid.mean
-        margins = {
-            "row_weight": grid.counts.sum(axis=1),
-            "column_weight": grid.counts.sum(axis=0),
-            "weight": grid.counts.sum(),
-            "row_target": weighted.sum(axis=1),
-            "column_target": weighted.sum(axis=0),
-        }
-        return self._one(theta, one[0], grid, margins)
+        theta_fixed, grid = jax.tree.map(lambda leaf: leaf[task[0]], (problems.theta_fixed, problems.grid))
+        return self._one(theta, theta_fixed, grid, _margins(grid))
 
     def _one(self, theta, theta_fixed, grid: Grid, margins):
         n_restarts = theta.shape[0]
