@@ -21,6 +21,8 @@ from scipy.optimize import curve_fit
 import lawfit
 from lawfit import hitchhiker
 
+RESULT_FILE = RESULTS / "hitchhiker_grid.json"
+
 
 def law(x, a, b, e, alpha, beta):
     n, d = x
@@ -76,7 +78,7 @@ def bootstrap_study(data, starts, resamples: int) -> None:
     """The whole study (every family and variant, 16 starts) with `resamples` bootstrap resamples per
     cell, all in one job, in a fresh process without the persistent compilation cache (so every
     compile counts); added to the recorded results (its scipy rate is the 16-start grid's)."""
-    path = RESULTS / "hitchhiker_grid.json"
+    path = RESULT_FILE
     recorded = json.loads(path.read_text())
     from lawfit.batch import programs
 
@@ -169,7 +171,7 @@ def main() -> None:
           f"(scipy {scipy_fit_rate:.0f} fits/s)")  # fmt: skip
     figures["execution_layer"] = "lane-pool"
     # The bootstrap study is its own (long) run: keep its last recorded figure.
-    path = RESULTS / "hitchhiker_grid.json"
+    path = RESULT_FILE
     if path.exists():
         recorded = json.loads(path.read_text())["figures"].get("study_16_starts_bootstrap")
         if recorded is not None:

@@ -227,7 +227,7 @@ def evaluator(fit: Fit, hessian: bool, width: int = 1):
     """The evaluator of `fit`'s programs; `width`: restarts a pool row holds (wide rows over long
     series, shared by a task's restarts, take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
     if fit.table is not None:
-        return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian, width=width if width > 1 else 0)
+        return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian, width=width)
     stacked = width >= STACKED_WIDTH
     return solvers.Evaluator(fit.law, fit.objective, fit.free, hessian=hessian, stacked=stacked)
 

@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 
 from ..plan import Group, TaskBatch, pack, pack_starts
-from ..solvers.evaluate import STACKED_WIDTH
 from . import pool, programs
 from .rows import conditioning
 from .tuning import Tuning, fitting, ladder, power_of_two_at_most
@@ -56,9 +55,8 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs
         # Table sums: one shape per table shape (a job has many table shapes; each compiles once).
         shapes = [(rows, width)]
     elif rows == 1:
-        # A wide row never narrows below min_lanes: its tasks keep the stacked path.
-        narrowest = tuning.min_lanes if width >= STACKED_WIDTH else None
-        shapes = [(1, w) for w in ladder(width, tuning, minimum=narrowest)]
+        # A wide row narrows to min_lanes at most: it stays wide enough for the stacked path.
+        shapes = [(1, w) for w in ladder(width, tuning)]
     else:
         shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else tuning.min_lanes)]
     return [programs.PoolKey(fit, solver, options, r, w) for r, w in shapes]

@@ -62,7 +62,7 @@ class GridEvaluator(eqx.Module):
     tasks x restarts. Same call as `Evaluator`; `law.separable` must be set.
 
     law: the law; free: indices of fitted parameters; hessian: whether to form J^T J; width: when
-    > 0, pool rows hold `width` restarts of one task and the driver steps them row by row
+    > 1, pool rows hold `width` restarts of one task and the driver steps them row by row
     (`grouped`, `lanes`): a row none of whose restarts is running costs nothing, so a pool's tail
     (a few restarts crawling on while the rest of the pool is done) costs its rows, not the pool.
     """
@@ -70,12 +70,12 @@ class GridEvaluator(eqx.Module):
     law: object = eqx.field(static=True)
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
-    width: int = eqx.field(static=True, default=0)
+    width: int = eqx.field(static=True, default=1)
 
     @property
     def grouped(self) -> bool:
         """Whether the driver steps lanes in groups (`Evaluator.grouped`): one pool row a group."""
-        return self.width > 0
+        return self.width > 1
 
     @property
     def group_size(self) -> int:
