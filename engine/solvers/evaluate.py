@@ -2,17 +2,18 @@
 
 Solvers never see points: they see, per lane, the objective f = 0.5 ||s||^2, its gradient
 g = J^T s and (for Gauss-Newton methods) the curvature model J^T W J (W: `objectives` curvature
-weights; W = 1 makes it J^T J). Those come from a single `lax.scan` over the
-points in which every step handles ONE point for ALL lanes at once, and accumulates the products.
+weights; W = 1 makes it J^T J). The law is written for ONE point set; a lane's pass calls it on
+its task's points and sums every product it needs over them in ONE variadic reduction
+(`jax.lax.reduce` over a tuple of [n_points] arrays), vmapped over tasks and restarts.
 
-Why not `vmap` a per-lane function and reduce over points? On CPU, XLA then emits one reduction
-per entry of J^T J (21 for five parameters) and recomputes or re-reads the exp/log work for each
-of them; here the per-point work is done once and stays in cache (4x faster on 2 CPU cores).
-
-The law is still written for ONE point set: lanes play the role of points. For point k we pass
-`theta: [n_params, lanes]` and `feats: [lanes, m]` (point k of each lane's task); laws are
-elementwise in the points, so `law.predict(theta, feats) -> [lanes]`. Lanes stay one flat axis:
-extra size-1 or 2-D lane axes made XLA on CPU run scalar code or copy the loop carry (5x slower).
+Why one variadic reduction: XLA on the CPU then emits a single loop over a lane's points that
+computes the point's exp/log work once and adds it into all the sums (21 for five parameters),
+in point order. Separate reductions (or `jnp.sum` of each product) became one loop per entry of
+J^T J that recomputed or re-read that work; a scan over the points, one point for all lanes a
+step, emitted ~25 small kernels a point. Warm, one CPU core, Chinchilla's 24 points: 0.73 us a
+lane against 1.09 us for the point scan, with the same sums to the last bit (both add in point
+order). Adding in point order also makes a lane's sums independent of how many lanes run beside
+it and of how far its task is padded (padding adds exact zeros).
 """
 
 from __future__ import annotations
@@ -27,10 +28,6 @@ from ..types import Objective
 from .base import Evaluation
 from .linalg import UNROLL_MAX
 
-# Long series are scanned in blocks of points: at most BLOCK_MAX points a step, at least
-# BLOCK_MIN_STEPS steps (one point a step was fastest on short series).
-BLOCK_MAX = 16
-BLOCK_MIN_STEPS = 256
 # Pools whose rows hold at least this many restarts of one task (`Tuning.shared_points`: series of
 # more than 128 points) take the per-lane pass over all points (`Evaluator.stacked`), stepped in
 # fixed groups of lanes (`loop.advance`): every group has the same shape in every pool, so a task
@@ -68,8 +65,6 @@ class Evaluator(eqx.Module):
     free: tuple[int, ...] = eqx.field(static=True)
     hessian: bool = eqx.field(static=True, default=True)
     stacked: bool = eqx.field(static=True, default=False)
-    # unroll=1: with jax 0.10 on the 2-core CPU, unrolling the point scan 8x made an evaluation 4x slower.
-    unroll: int = eqx.field(static=True, default=1)
 
     def _prediction_and_jacobian(self, theta_full, feats, batched: bool = False):
         """theta_full: tuple of n_params [lanes] rows; feats [lanes, m].
@@ -91,30 +86,9 @@ class Evaluator(eqx.Module):
         zeros = [jnp.zeros_like(row) for row in theta_full]
         return pred, [linear(tuple(ones if j == i else zeros[j] for j in range(len(zeros)))) for i in self.free]
 
-    def _block(self, n_pad: int) -> int:
-        """Points per scan step: long series (learning curves of thousands of checkpoints) take a
-        block of points so the elementwise loops stay long. A function of the padded length only,
-        so that a lane's sums are added in the same order whatever the batch's size."""
-        block = 1
-        while block * 2 <= n_pad // BLOCK_MIN_STEPS and n_pad % (block * 2) == 0 and block < BLOCK_MAX:
-            block *= 2
-        return block
-
     def layout(self, problems, n_restarts: int):
-        """The point data as the scan reads it, built once per solver call rather than per step:
-        point-major, features feature-major (`[n_steps, m, tasks, block]`, target, coeff and
-        sqrt(coeff) `[n_steps, tasks, block]`), so that each step reads contiguous rows. (Copying each task's
-        points to its restarts up front was slower than repeating them inside the step.)"""
-        n_tasks, n_pad = problems.target.shape
-        block = self._block(n_pad)
-        n_steps = n_pad // block
-        m = problems.feats.shape[-1]
-        return (
-            jnp.transpose(problems.feats.reshape(n_tasks, n_steps, block, m), (1, 3, 0, 2)),
-            jnp.moveaxis(problems.target.reshape(n_tasks, n_steps, block), 1, 0),
-            jnp.moveaxis(problems.coeff.reshape(n_tasks, n_steps, block), 1, 0),
-            jnp.moveaxis(jnp.sqrt(problems.coeff).reshape(n_tasks, n_steps, block), 1, 0),
-        )
+        """sqrt(coeff) [tasks, n_points], computed once per solver call rather than per step."""
+        return jnp.sqrt(problems.coeff)
 
     def __call__(self, theta, problems, points=None):
         """theta: [tasks, restarts, n_free]; problems: `Problem` with leading [tasks]; points: its
@@ -123,73 +97,55 @@ class Evaluator(eqx.Module):
         Returns an `Evaluation`: f [tasks, restarts], grad [tasks, restarts, n_free] and, with
         `hessian`, hess [tasks, restarts, n_free, n_free].
         """
-        n_tasks, n_restarts, n_free = theta.shape
         if self.grouped:
             return self._stacked(theta, problems)
-        if points is None:
-            points = self.layout(problems, n_restarts)
-        full = jnp.broadcast_to(problems.theta_fixed[:, None, :], (n_tasks, n_restarts, self.law.n_params))
-        full = full.at[:, :, jnp.asarray(self.free)].set(theta)
-        # One contiguous [lanes] row per parameter, sliced outside the loop (a transposed [n_params,
-        # lanes] array sliced inside it became a strided read every step: 5x slower).
-        flat = full.reshape(n_tasks * n_restarts, -1)
-        theta_lanes = tuple(flat[:, i] for i in range(self.law.n_params))
-        lanes = n_tasks * n_restarts
-        block = points[1].shape[-1]
-        # Point data per lane: with one task (or one restart) it broadcasts as is; otherwise each
-        # task's point is repeated over its restarts.
-        spread = n_tasks > 1 and n_restarts > 1
+        root = self.layout(problems, theta.shape[1]) if points is None else points
+        # The restarts of a task share its points (broadcast, not copied).
+        per_restart = jax.vmap(self._sums, in_axes=(0, None, None, None, None, None))
+        sums = jax.vmap(per_restart)(theta, problems.theta_fixed, problems.feats, problems.target, problems.coeff, root)
+        return self._assemble(sums)
 
-        def per_lane(x):
-            return jnp.repeat(x, n_restarts, axis=0) if spread else x
+    def _pairs(self) -> list[tuple[int, int]]:
+        """The entries (i, j) of the upper triangle of [[J^T W J, g], [g^T, 2 f]] summed (only the
+        last column without the curvature)."""
+        size = len(self.free) + 1
+        if self.hessian:
+            return [(i, j) for i in range(size) for j in range(i, size)]
+        return [(i, size - 1) for i in range(size)]
 
-        size = n_free + 1
-        # Accumulate the upper triangle of [[J^T W J, g], [g^T, 2 f]] as separate [lanes] arrays: each update is
-        # then one elementwise loop over the lanes that computes the point's exp/log/sqrt work once.
-        # (Stacking the rows into one [size, lanes] array made XLA on CPU recompute that work for
-        # every row: 5x slower.)
-        pairs = (
-            [(i, j) for i in range(size) for j in range(i, size)]
-            if self.hessian
-            else [(i, size - 1) for i in range(size)]
+    def _sums(self, theta, theta_fixed, feats, target, coeff, root):
+        """ONE lane: theta [n_free] on its task's points (feats [n_points, m], target, coeff and
+        sqrt(coeff) [n_points]) -> a tuple of sums over the points, one per `_pairs` entry."""
+        n_params = self.law.n_params
+        full = theta if self.free == tuple(range(n_params)) else theta_fixed.at[jnp.asarray(self.free)].set(theta)
+        pred, jac = self._prediction_and_jacobian(tuple(full[i] for i in range(n_params)), feats)
+        size = len(self.free) + 1
+        if self.hessian:
+            s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True, root=root)
+            weighted = [weight * d for d in jac]
+        else:
+            s, slope = residual_and_slope(self.objective, target, pred, coeff, root=root)
+        grad_rows = [(slope * s) * d for d in jac]
+        # (i, last): gradient; (last, last): 2 f; (i, j): the Gauss-Newton curvature model.
+        products = tuple(
+            s * s if i == size - 1 else grad_rows[i] if j == size - 1 else weighted[i] * jac[j]
+            for i, j in self._pairs()
         )
-        theta_rows = tuple(jnp.repeat(row, block) for row in theta_lanes) if block > 1 else theta_lanes
+        zeros = tuple(jnp.zeros((), p.dtype) for p in products)
+        return jax.lax.reduce(products, zeros, lambda a, b: tuple(x + y for x, y in zip(a, b, strict=True)), (0,))
 
-        def body(acc, point):
-            feats, *values = point  # [m, tasks, block]; target, coeff, sqrt(coeff) [tasks, block]
-            feats = jnp.stack([feats[j] for j in range(feats.shape[0])], axis=-1)
-            if block > 1:  # flattened lanes x block: every lane needs its own copy of the block
-                feats = jnp.repeat(feats, n_restarts, axis=0).reshape(lanes * block, -1)
-                values = [jnp.repeat(x, n_restarts, axis=0).reshape(-1) for x in values]
-            else:
-                feats, values = per_lane(feats[:, 0]), [per_lane(x[:, 0]) for x in values]
-            target, coeff, root = values
-            pred, jac = self._prediction_and_jacobian(theta_rows, feats)
-            if self.hessian:
-                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True, root=root)
-                weighted = [weight * d for d in jac]
-            else:
-                s, slope = residual_and_slope(self.objective, target, pred, coeff, root=root)
-            grad_rows = [(slope * s) * d for d in jac]
-            # (i, last): gradient; (last, last): 2 f; (i, j): the Gauss-Newton curvature model.
-            products = [
-                s * s if i == size - 1 else grad_rows[i] if j == size - 1 else weighted[i] * jac[j] for i, j in pairs
-            ]
-            if block > 1:
-                products = [p.reshape(lanes, block).sum(axis=1) for p in products]
-            return tuple(total + p for total, p in zip(acc, products, strict=True)), None
-
-        acc0 = tuple(jnp.zeros(lanes) for _ in pairs)
-        sums, _ = jax.lax.scan(body, acc0, points, unroll=self.unroll if block == 1 else 1)
+    def _assemble(self, sums) -> Evaluation:
+        """The `Evaluation` from `_sums`' tuple (each [tasks, restarts])."""
+        size = len(self.free) + 1
         matrix = [[None] * size for _ in range(size)]
-        for total, (i, j) in zip(sums, pairs, strict=True):
-            matrix[i][j] = matrix[j][i] = total.reshape(n_tasks, n_restarts)
+        for total, (i, j) in zip(sums, self._pairs(), strict=True):
+            matrix[i][j] = matrix[j][i] = total
         f = 0.5 * matrix[-1][-1]
-        grad = jnp.stack([matrix[i][-1] for i in range(n_free)], axis=-1)
+        grad = jnp.stack([matrix[i][-1] for i in range(size - 1)], axis=-1)
         if not self.hessian:
             return Evaluation(f, grad)
-        hess = jnp.stack([jnp.stack([matrix[i][j] for j in range(n_free)], axis=-1) for i in range(n_free)], axis=-2)
-        return Evaluation(f, grad, hess)
+        rows = [jnp.stack([matrix[i][j] for j in range(size - 1)], axis=-1) for i in range(size - 1)]
+        return Evaluation(f, grad, jnp.stack(rows, axis=-2))
 
     @property
     def grouped(self) -> bool:
