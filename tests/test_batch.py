@@ -10,7 +10,7 @@ import lawfit
 from lawfit import kernels, plan, runner, synthetic
 from lawfit.batch import Tuning, archive, programs
 from lawfit.batch.solve import pool_keys
-from lawfit.types import Objective
+from lawfit.types import Objective, Race
 
 COLUMNS = ["task_hash", "objective", "status", "iterations", "evaluations", "restart_objective", "restart_params"]
 
@@ -64,7 +64,8 @@ def test_a_race_prunes_restarts_far_behind_and_its_rows_do_not_depend_on_the_poo
     tasks fitted alone (a one-row pool split over the devices by lanes) and together (by rows)."""
     tasks = list(synthetic.chinchilla_tasks(6, n_points=160, init=64))
     race = lawfit.Race(every=10, factor=10.0, stall=0.0)
-    plain = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300)
+    # The unraced baseline in the same layout: a race whose first checkpoint is beyond the budget.
+    plain = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300, race=lawfit.Race(every=10**6))
     raced = lawfit.fit_many(tasks, keep_restarts=True, max_steps=300, race=race)
     statuses = np.array(raced["restart_status"].to_list())
     assert (statuses == "pruned").sum() > 0
@@ -137,7 +138,9 @@ def test_pool_ladder_shapes():
     grid_task = lawfit.tasks_from_frame(lawfit.datasets.load("epoch-chinchilla"), "chinchilla", init="grid")[0]
     (grp,) = plan.group([plan.prepare(0, grid_task)], 8)
     keys = pool_keys(grp, "lm", (), tuning)
-    assert [(k.rows, k.width) for k in keys] == [(1, 4096), (1, 512), (1, 64)]  # one wide row, narrowing
+    assert [(k.rows, k.width) for k in keys] == [(4096, 1), (512, 1), (64, 1)]  # 4500 starts, a lane each
+    keys = pool_keys(grp, "lm", (), tuning, Race())
+    assert [(k.rows, k.width) for k in keys] == [(1, 4096), (1, 512), (1, 64)]  # raced: one wide row, narrowing
 
 
 @pytest.mark.parametrize(("n", "padded"), [(1, 8), (8, 8), (9, 16), (24, 24), (65, 80), (256, 256), (257, 384),

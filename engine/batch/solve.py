@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from ..plan import Group, TaskBatch, pack, pack_starts
+from ..types import Race
 from . import pool, programs
 from .rows import conditioning
 from .tuning import Tuning, fitting, ladder, power_of_two_at_most
@@ -38,17 +39,19 @@ def pool_fit(grp: Group) -> programs.Fit:
     return dataclasses.replace(fit_of(grp), n_pad=grp.grid[0] + grp.grid[1])
 
 
-def pool_keys(grp: Group, solver: str, options, tuning: Tuning) -> list[programs.PoolKey]:
-    """The ladder of pool shapes for `grp`, largest first. Short point series: one restart a row, so
-    every lane takes any task's restart. Longer ones and table sums: a row holds one task, whose
-    restarts share its data; a single task with many starts is one wide row that narrows in the tail."""
+def pool_keys(grp: Group, solver: str, options, tuning: Tuning, race: Race | None = None) -> list[programs.PoolKey]:
+    """The ladder of pool shapes for `grp`, largest first. Point sums: one restart a row, so every
+    lane takes any task's restart, unless a race needs a task's restarts side by side (series of
+    more than `tuning.shared_points` points). Table sums and raced series: a row holds one task,
+    whose restarts share its data; a single task with many starts is one wide row that narrows in
+    the tail."""
     fit = pool_fit(grp)
     if grp.grid is None:
         lanes = min(tuning.pool_lanes, tuning.lane_points // grp.n_pad)
     else:
         lanes = min(tuning.pool_lanes, tuning.lane_cells // (grp.grid[0] * grp.grid[1]))
     lanes = max(power_of_two_at_most(lanes), tuning.min_lanes)
-    shared = grp.grid is not None or grp.n_pad > tuning.shared_points
+    shared = grp.grid is not None or (race is not None and grp.n_pad > tuning.shared_points)
     width = min(power_of_two_at_most(grp.n_restarts), lanes) if shared else 1
     rows = max(lanes // width, 1)
     if grp.grid is not None:
@@ -133,7 +136,7 @@ class Runner:
     def add(self, grp: Group, done) -> None:
         batch = pack(grp, grp.members)
         starts = starts_for(grp, batch, self.tuning)
-        keys = pool_keys(grp, self.solver, self.options, self.tuning)
+        keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
         target = self.pools.get(tuple(keys))
         if target is None:
             target = self.pools[tuple(keys)] = pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)

@@ -27,11 +27,13 @@ class Tuning:
     steps_per_call: driver steps between two refills (finished lanes wait at most this long).
     batch_points: tasks x starts x padded points of one call of the start programs (variable
         projection, grid screening) and of the conditioning program.
-    shared_points: tasks of more padded points than this keep their restarts in rows that share
-        the task's data, stepped by the stacked pass (`solvers.evaluate.STACKED_WIDTH`); shorter
-        tasks run one restart a row, so every lane takes any task's restart. 2-core CPU, warm, 8
-        restarts: one restart a row 5.1 / 4.1 / 3.7 s against 6.4 / 5.0 / 3.5 s shared for 3,000 /
-        2,000 / 1,000 tasks of 60 / 100 / 200 points.
+    shared_points: in a raced job (`types.Race`), tasks of more padded points than this keep their
+        restarts side by side in rows that share the task's data, stepped by the stacked pass
+        (`solvers.evaluate.STACKED_WIDTH`), so that a checkpoint sees all of them; shorter series,
+        and every series of a job without a race, run one restart a row. 2-core CPU, warm, 8
+        restarts, Chinchilla law: one restart a row 2.6 / 2.4 / 2.8 / 2.7 / 2.2 s against 4.0 /
+        3.6 / 4.1 / 4.0 / 3.0 s shared for 1,000 / 500 / 300 / 150 / 80 tasks of 200 / 500 / 800 /
+        1,600 / 3,000 points; Epoch's 4500-start grid 1.53 against 1.77 s.
     """
 
     pool_lanes: int = 4096

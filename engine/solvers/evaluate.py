@@ -28,20 +28,16 @@ from ..types import Objective
 from .base import Evaluation
 from .linalg import UNROLL_MAX
 
-# Pools whose rows hold at least this many restarts of one task (`Tuning.shared_points`: series of
-# more than 128 points) take the per-lane pass over all points (`Evaluator.stacked`), stepped in
-# fixed groups of lanes (`loop.advance`): every group has the same shape in every pool, so a task
-# rounds alike wherever it runs. Scanned, rows shared by a task's restarts rounded by the pool's
-# row count (a task's rows differed between a job's 64-lane tail pool and its full one). Stacked,
-# warm, 2-core CPU, 8 restarts a task: 600 tasks of 400 points 7.8 -> 6.1 s, 1,000 of 200 points
-# 3.5 s either way; one restart a row (shorter series) beat both below ~128 points. A pool of one
-# 64-restart task over 161-1080 points ran 2.5-4x faster stacked (ScaleBench). A wide row never
-# narrows below `min_lanes` along its ladder (`batch.solve.pool_keys`). Groups skip when none of
-# their lanes is running: STACKED_GROUP lanes a group, or one for laws of more than UNROLL_MAX
-# parameters, whose lane pass is long enough alone and whose tails are single restarts crawling on
-# (ScaleBench lr_bsz, 26-31 parameters over 2,702 points: three laws 41 -> 14 s warm with one lane
-# a group; Epoch's 4500-start grid, 5 parameters over 245 points: 2.3 s warm in groups of 8, 2.9 s
-# one lane a group).
+# Pools whose rows hold at least this many restarts of one task (raced series of more than
+# `Tuning.shared_points` points, whose restarts must reach each checkpoint side by side) take the
+# per-lane pass over all points with matrix products (`Evaluator.stacked`), stepped in fixed groups
+# of lanes (`loop.advance`): every group has the same shape in every pool, so a task rounds alike
+# wherever it runs. A pool of one 64-restart task over 161-1080 points ran 2.5-4x faster stacked
+# than the former point scan (ScaleBench). A wide row never narrows below `min_lanes` along its
+# ladder (`batch.solve.pool_keys`). Groups skip when none of their lanes is running:
+# STACKED_GROUP lanes a group, or one for laws of more than UNROLL_MAX parameters, whose lane pass
+# is long enough alone and whose tails are single restarts crawling on (ScaleBench lr_bsz, 26-31
+# parameters over 2,702 points: three laws 41 -> 14 s warm with one lane a group).
 STACKED_WIDTH = 2
 STACKED_GROUP = 8
 
