@@ -95,6 +95,20 @@ def test_race_options_are_checked():
         lawfit.Race(stall=1.0)
 
 
+@pytest.mark.parametrize(("init", "n_small", "n_big"), [("varpro", 60, 100), (8, 100, 200)])
+def test_rows_do_not_depend_on_bucket_merging(init, n_small, n_big):
+    """Beside larger tasks a task's small bucket merges into theirs (`plan.group`), so the length it
+    is padded to depends on which tasks share its chunk; its rows must not (the variable-projection
+    scan and the lanes sum over the points in point order, and padding adds exact zeros)."""
+    small = synthetic.chinchilla_task(1, n_points=n_small, init=init)
+    big = [synthetic.chinchilla_task(100 + j, n_points=n_big, init=init) for j in range(3)]
+    (merged,) = plan.group([plan.prepare(i, task) for i, task in enumerate([small, *big])], 8)
+    assert merged.n_pad > plan.bucket_size(n_small)
+    alone = lawfit.fit_many([small], keep_restarts=True)
+    beside = lawfit.fit_many([small, *big], keep_restarts=True)
+    assert _rows(alone) == _rows(beside.head(1))
+
+
 def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tmp_path, monkeypatch):
     """Moving a tail to a smaller pool costs a compile: a small job's tail stays where it is, unless
     the smaller program is compiled already or tails have spent about as much in larger pools."""
