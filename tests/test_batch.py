@@ -107,6 +107,8 @@ def test_rows_do_not_depend_on_bucket_merging(init, n_small, n_big):
     alone = lawfit.fit_many([small], keep_restarts=True)
     beside = lawfit.fit_many([small, *big], keep_restarts=True)
     assert _rows(alone) == _rows(beside.head(1))
+    # The conditioning check at the best point too (its J^T J is summed in point order).
+    np.testing.assert_array_equal(alone["log10_cond"].to_numpy(), beside["log10_cond"].to_numpy()[:1])
 
 
 def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tmp_path, monkeypatch):

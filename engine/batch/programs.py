@@ -31,6 +31,7 @@ from lawfit import kernels
 from .. import solvers
 from ..plan import Tables, TaskBatch
 from ..solvers.evaluate import STACKED_WIDTH
+from ..solvers.linalg import point_sum
 from ..solvers.problem import Grid, Problem, Residuals
 from ..types import Objective
 from . import archive
@@ -377,7 +378,7 @@ def check(key: CheckKey):
 
     def one(theta, problem):
         _, jac = residuals.value_and_jacobian(theta, problem)
-        hess = jac.T @ jac
+        hess = point_sum(lambda a, b: a @ b.T, jac.T, jac.T)  # in point order: the same whatever the padding
         scale = jnp.sqrt(jnp.maximum(jnp.diag(hess), 1e-300))
 
         def prediction(th):

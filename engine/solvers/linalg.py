@@ -81,3 +81,24 @@ def quadratic(x, matrix):
     if x.shape[-1] > UNROLL_MAX:
         return dot(x, jnp.sum(matrix * x[..., None, :], axis=-1))
     return dot(x, jnp.stack([dot(matrix[..., i, :], x) for i in range(x.shape[-1])], axis=-1))
+
+
+# Sums over a task's points are taken CHUNK points at a time, in point order (every padded length is
+# a multiple of 8, `plan.bucket_size`): the result then does not depend on how far the task was
+# padded, i.e. on which tasks shared its batch. (One product over all the points rounds by the
+# padded length: 300-point tasks got other variable-projection starts alone than beside 700-point
+# ones.)
+CHUNK = 8
+
+
+def point_sum(contribution, *arrays):
+    """sum over the points (the last axis of every array) of `contribution(*chunks)`, one chunk of
+    CHUNK points after another (padded points, of weight 0, add exact zeros)."""
+    n = arrays[0].shape[-1]
+    pad = -n % CHUNK
+    if pad:
+        arrays = tuple(jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) for a in arrays)
+    chunks = [jnp.moveaxis(a.reshape(a.shape[:-1] + (-1, CHUNK)), -2, 0) for a in arrays]  # [n_chunks, ..., CHUNK]
+    first = contribution(*(c[0] for c in chunks))
+    total, _ = jax.lax.scan(lambda acc, cs: (acc + contribution(*cs), None), first, [c[1:] for c in chunks])
+    return total

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..objectives import point_residuals
-from .linalg import spd_solve
+from .linalg import point_sum, spd_solve
 
 
 def _subsets(n_linear: int) -> np.ndarray:
@@ -28,28 +28,8 @@ def _subsets(n_linear: int) -> np.ndarray:
     return np.array(masks, dtype=bool)
 
 
-# Sums over the points are taken CHUNK points at a time, in point order (every padded length is a
-# multiple of 8, `plan.bucket_size`): a task's starts then do not depend on how far its series was
-# padded, i.e. on which tasks shared its batch (a single product over all the points rounds by the
-# padded length; 300-point tasks got other starts alone than beside 700-point ones).
-CHUNK = 8
-
-
-def _point_sum(contribution, *arrays):
-    """sum over the points (the last axis of every array) of `contribution(*chunks)`, one chunk of
-    CHUNK points after another (padded points, of weight 0, add exact zeros)."""
-    n = arrays[0].shape[-1]
-    pad = -n % CHUNK
-    if pad:
-        arrays = tuple(jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) for a in arrays)
-    chunks = [jnp.moveaxis(a.reshape(a.shape[:-1] + (-1, CHUNK)), -2, 0) for a in arrays]  # [n_chunks, ..., CHUNK]
-    first = contribution(*(c[0] for c in chunks))
-    total, _ = jax.lax.scan(lambda acc, cs: (acc + contribution(*cs), None), first, [c[1:] for c in chunks])
-    return total
-
-
 def _dot(a, b):
-    """sum_p a[..., p] b[..., p] (a chunk's share)."""
+    """sum_p a[..., p] b[..., p] (a chunk's share of a `point_sum`)."""
     return jnp.sum(a * b, axis=-1)
 
 
@@ -109,14 +89,14 @@ def _separable_normal_equations(spec, feats, weights, y):
     def inner(a, da, b, db):
         wa = a * weights
         if da is None and db is None:
-            return place(_point_sum(_dot, wa, b), ())
+            return place(point_sum(_dot, wa, b), ())
         if db is None:
-            return place(_point_sum(lambda x, y: x @ y, wa, b), (da,))
+            return place(point_sum(lambda x, y: x @ y, wa, b), (da,))
         if da is None:
-            return place(_point_sum(lambda x, y: x @ y, b, wa), (db,))
+            return place(point_sum(lambda x, y: x @ y, b, wa), (db,))
         if da == db:
-            return place(_point_sum(_dot, wa, b), (da,))
-        return place(_point_sum(lambda x, y: x @ y.T, wa, b), (da, db))
+            return place(point_sum(_dot, wa, b), (da,))
+        return place(point_sum(lambda x, y: x @ y.T, wa, b), (da, db))
 
     k = len(columns)
     gram = jnp.stack(
@@ -187,7 +167,7 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
     else:
         y = problem.target
         weights = problem.coeff
-    y_wy = _point_sum(_dot, weights * y, y)
+    y_wy = point_sum(_dot, weights * y, y)
 
     if spec.depends is not None:
         gram, rhs = _separable_normal_equations(spec, problem.feats, weights, y)
@@ -199,8 +179,8 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
         def scan_point(theta_nl):
             basis = spec.basis(theta_nl, problem.feats).T  # [k, n_points]
             weighted = basis * weights
-            gram = _point_sum(lambda x, z: x @ z.T, weighted, basis)
-            return _solve_linear(gram, _point_sum(lambda x, z: x @ z, weighted, y), y_wy, spec.nonneg)
+            gram = point_sum(lambda x, z: x @ z.T, weighted, basis)
+            return _solve_linear(gram, point_sum(lambda x, z: x @ z, weighted, y), y_wy, spec.nonneg)
 
         coefs, ssrs = _map_in_batches(scan_point, grid, batch_size)
 
@@ -220,7 +200,7 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
             coef = jnp.maximum(coef, 1e-10 * jnp.max(jnp.abs(coef)) + 1e-300)
         theta = spec.assemble(grid[i], coef)
         s = point_residuals(law, objective, theta, problem.feats, problem.target, problem.coeff)
-        value = 0.5 * _point_sum(_dot, s, s)
+        value = 0.5 * point_sum(_dot, s, s)
         return theta, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     thetas, values = jax.vmap(candidate)(top)
