@@ -63,8 +63,8 @@ class Evaluator(eqx.Module):
     stacked: bool = eqx.field(static=True, default=False)
 
     def _prediction_and_jacobian(self, theta_full, feats, batched: bool = False):
-        """theta_full: tuple of n_params [lanes] rows; feats [lanes, m].
-        Returns pred [lanes] and d pred / d theta_free as a list of [lanes] arrays.
+        """ONE lane: theta_full a tuple of n_params values; feats [n_points, m].
+        Returns pred [n_points] and d pred / d theta_free as a list of [n_points] arrays.
         batched: one vmapped tangent pass for all parameters (else one traced pass each, up to
         UNROLL_MAX of them)."""
         log_space = self.objective.space == "log"
