@@ -37,9 +37,9 @@ def test_same_job_gives_the_same_rows_bit_for_bit_whatever_the_chunking_or_pool(
 
 
 def test_long_series_rows_do_not_depend_on_the_pool():
-    """Restarts of a long series share a row (its data once) and take the stacked pass in fixed lane
-    groups: a task's rows are the same to the bit in a job's full pool and in a small one. (Scanned,
-    shared rows rounded by the pool's row count.)"""
+    """A long series' restarts (one a row, each lane summing over its own points in point order): a
+    task's rows are the same to the bit in a job's full pool and in a small one. (Scanned, rows
+    shared by a task's restarts once rounded by the pool's row count.)"""
     tasks = list(synthetic.chinchilla_tasks(12, n_points=200, init=4))
     whole = lawfit.fit_many(tasks, keep_restarts=True, progress=False)
     small = lawfit.fit_many(tasks[:3], keep_restarts=True, progress=False, tuning=Tuning(pool_lanes=64))

@@ -226,7 +226,7 @@ def problems(law: kernels.Law, batch: TaskBatch) -> Problem:
 
 def evaluator(fit: Fit, hessian: bool, width: int = 1):
     """The evaluator of `fit`'s programs; `width`: restarts a pool row holds (wide rows over long
-    series, shared by a task's restarts, take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
+    series, shared by a task's raced restarts, take the stacked pass, `solvers.evaluate.STACKED_WIDTH`)."""
     if fit.table is not None:
         return solvers.GridEvaluator(fit.law, fit.free, hessian=hessian, width=width)
     stacked = width >= STACKED_WIDTH

@@ -20,17 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..objectives import point_residuals
-from .linalg import point_sum, spd_solve
+from .linalg import dot, point_sum, spd_solve
 
 
 def _subsets(n_linear: int) -> np.ndarray:
     masks = [m for m in itertools.product([True, False], repeat=n_linear) if any(m)]
     return np.array(masks, dtype=bool)
-
-
-def _dot(a, b):
-    """sum_p a[..., p] b[..., p] (a chunk's share of a `point_sum`)."""
-    return jnp.sum(a * b, axis=-1)
 
 
 def _solve_linear(gram, rhs, y_wy, nonneg: bool):
@@ -89,13 +84,13 @@ def _separable_normal_equations(spec, feats, weights, y):
     def inner(a, da, b, db):
         wa = a * weights
         if da is None and db is None:
-            return place(point_sum(_dot, wa, b), ())
+            return place(point_sum(dot, wa, b), ())
         if db is None:
             return place(point_sum(lambda x, y: x @ y, wa, b), (da,))
         if da is None:
             return place(point_sum(lambda x, y: x @ y, b, wa), (db,))
         if da == db:
-            return place(point_sum(_dot, wa, b), (da,))
+            return place(point_sum(dot, wa, b), (da,))
         return place(point_sum(lambda x, y: x @ y.T, wa, b), (da, db))
 
     k = len(columns)
@@ -167,7 +162,7 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
     else:
         y = problem.target
         weights = problem.coeff
-    y_wy = point_sum(_dot, weights * y, y)
+    y_wy = point_sum(dot, weights * y, y)
 
     if spec.depends is not None:
         gram, rhs = _separable_normal_equations(spec, problem.feats, weights, y)
@@ -200,7 +195,7 @@ def varpro_starts(law, objective, problem, n_starts: int, n_candidates: int = 64
             coef = jnp.maximum(coef, 1e-10 * jnp.max(jnp.abs(coef)) + 1e-300)
         theta = spec.assemble(grid[i], coef)
         s = point_residuals(law, objective, theta, problem.feats, problem.target, problem.coeff)
-        value = 0.5 * point_sum(_dot, s, s)
+        value = 0.5 * point_sum(dot, s, s)
         return theta, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     thetas, values = jax.vmap(candidate)(top)
