@@ -111,6 +111,7 @@ class Pool:
         self.row_task = np.zeros(0, np.int64)
         self.lane_restart = np.zeros((0, 0), np.int64)
         self.wanted = None  # the smaller program the tail would move to once it is worth a compile
+        self.in_flight = False  # a call was launched and its results not read yet
 
     @property
     def key(self) -> programs.PoolKey:
@@ -136,7 +137,14 @@ class Pool:
         self.queue.append(segment)
 
     def step(self) -> None:
-        """Refill, run one call, harvest."""
+        """Read the last call's results (waiting for it), then refill and launch the next call
+        without waiting for it: the host's work until this pool's next step (another pool's
+        refill, the next chunk's packing, rows) overlaps the device's."""
+        if self.in_flight:
+            self.in_flight = False
+            self._harvest()
+            if not self.working:
+                return
         self._resize()
         key = self.key
         mask = np.zeros(self.lane_restart.shape, bool)
@@ -185,7 +193,7 @@ class Pool:
         if self.wanted is not None:
             extra = (self.lanes - self.sizes[self.wanted]) * key.fit.n_pad * int(n_steps)
             programs.TAIL_RENT[self.keys[self.wanted]] += extra
-        self._harvest()
+        self.in_flight = True
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task

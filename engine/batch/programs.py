@@ -178,7 +178,7 @@ def _compiled(key, build, devices: tuple | None = None):
 
             exported = jax.export.export(jax.jit(flat))(*leaves)
             archive.save(name, exported)
-        compiled = archive.compile_and_keep(name, jax.jit(exported.call).lower(*leaves))
+        compiled = archive.compile_and_keep(name, jax.jit(exported.call).lower(*leaves), devices[0].platform)
     program = Program(compiled, output_tree)
     STATS.add(time.perf_counter() - start, loaded)
     with _LOCK:
@@ -254,6 +254,13 @@ def _empty_state(key: PoolKey):
     fit = key.fit
     solver = solver_for(fit, key.solver, key.solver_options)
     return solvers.loop.empty_state(solver, (key.rows, key.width, len(fit.free)))
+
+
+# Fewest lanes a device steps in a pool whose lanes are stepped all together (point sums, one
+# restart a row). Compiled with `archive.CPU_OPTIONS`, XLA's code for loops of 32 or fewer lanes
+# rounded some lanes differently from the same loops over 64 or more (24 of 300 restarts of a
+# 3-parameter law ended elsewhere); pools of 64 to 4,096 lanes a device agree to the last bit.
+MIN_DEVICE_LANES = 64
 
 
 def lane_devices(key: PoolKey) -> tuple:

@@ -4,11 +4,14 @@ Every program it runs is declared by its group's shapes and the tuning's ladders
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
+import jax
 import numpy as np
 
 from ..plan import Group, TaskBatch, pack, pack_starts
+from ..solvers.linalg import UNROLL_MAX
 from ..types import Race
 from . import pool, programs
 from .rows import conditioning
@@ -50,8 +53,14 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning, race: Race | Non
         lanes = min(tuning.pool_lanes, tuning.lane_points // grp.n_pad)
     else:
         lanes = min(tuning.pool_lanes, tuning.lane_cells // (grp.grid[0] * grp.grid[1]))
-    lanes = max(power_of_two_at_most(lanes), tuning.min_lanes)
     shared = grp.grid is not None or (race is not None and grp.n_pad > tuning.shared_points)
+    # Lanes stepped all together (one restart a row over point sums) keep at least
+    # `programs.MIN_DEVICE_LANES` a device in every pool, so that a fit rounds alike in any of them.
+    together = not shared and len(grp.free) <= UNROLL_MAX
+    floor = tuning.min_lanes
+    if together:
+        floor = max(floor, programs.MIN_DEVICE_LANES * len(jax.local_devices()))
+    lanes = max(power_of_two_at_most(lanes), floor)
     width = min(power_of_two_at_most(grp.n_restarts), lanes) if shared else 1
     rows = max(lanes // width, 1)
     if grp.grid is not None:
@@ -61,7 +70,7 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning, race: Race | Non
         # A wide row narrows to min_lanes at most: it stays wide enough for the stacked path.
         shapes = [(1, w) for w in ladder(width, tuning)]
     else:
-        shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else tuning.min_lanes)]
+        shapes = [(r, width) for r in ladder(rows, tuning, minimum=1 if width > 1 else floor)]
     return [programs.PoolKey(fit, solver, options, r, w) for r, w in shapes]
 
 
@@ -131,15 +140,22 @@ class Runner:
     def __init__(self, solver: str, options, tuning: Tuning, max_steps: int, progress=None, race=None):
         self.solver, self.options, self.tuning, self.max_steps = solver, options, tuning, max_steps
         self.progress, self.race = progress, race
-        self.pools: dict[tuple, pool.Pool] = {}
+        self.pools: dict[tuple, list[pool.Pool]] = {}
+        self.added: collections.Counter[tuple] = collections.Counter()
 
     def add(self, grp: Group, done) -> None:
         batch = pack(grp, grp.members)
         starts = starts_for(grp, batch, self.tuning)
         keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
-        target = self.pools.get(tuple(keys))
-        if target is None:
-            target = self.pools[tuple(keys)] = pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
+        twins = self.pools.get(tuple(keys))
+        if twins is None:
+            twins = self.pools[tuple(keys)] = [
+                pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
+                for _ in range(self.tuning.pools_per_program)
+            ]
+        # Segments go to a program's pools in turn: while one pool's call runs, the host refills another.
+        target = twins[self.added[tuple(keys)] % len(twins)]
+        self.added[tuple(keys)] += 1
 
         def finished(segment: pool.Segment) -> None:
             done(grp, diagnose(grp, batch, segment.results, self.tuning))
@@ -147,17 +163,20 @@ class Runner:
         lanes_batch = batch.tables_only() if grp.grid is not None else batch
         target.add(pool.Segment(lanes_batch, starts, finished))
 
+    def _all(self) -> list[pool.Pool]:
+        return [p for twins in self.pools.values() for p in twins]
+
     @property
     def working(self) -> bool:
-        return any(p.working for p in self.pools.values())
+        return any(p.working for p in self._all())
 
     @property
     def hungry(self) -> bool:
         """Whether some pool would run short of queued fits at its next refill."""
-        return any(p.pending < max(p.lanes, 1) for p in self.pools.values() if p.working) or not self.working
+        return any(p.pending < max(p.lanes, 1) for p in self._all() if p.working) or not self.working
 
     def step(self) -> None:
         """One call of every pool that has work, in the order the pools were made."""
-        for p in list(self.pools.values()):
+        for p in self._all():
             if p.working:
                 p.step()

@@ -34,6 +34,9 @@ class Tuning:
         restarts, Chinchilla law: one restart a row 2.6 / 2.4 / 2.8 / 2.7 / 2.2 s against 4.0 /
         3.6 / 4.1 / 4.0 / 3.0 s shared for 1,000 / 500 / 300 / 150 / 80 tasks of 200 / 500 / 800 /
         1,600 / 3,000 points; Epoch's 4500-start grid 1.53 against 1.77 s.
+    pools_per_program: pools of the same program ladder that a job's segments (groups) take in turn.
+        A pool's call runs while the host reads and refills another, so the host's work overlaps
+        the device's instead of adding to it.
     """
 
     pool_lanes: int = 4096
@@ -45,9 +48,18 @@ class Tuning:
     steps_per_call: int = 8
     batch_points: int = 1 << 21
     shared_points: int = 128
+    pools_per_program: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("pool_lanes", "lane_points", "lane_cells", "min_lanes", "steps_per_call", "batch_points"):
+        for name in (
+            "pool_lanes",
+            "lane_points",
+            "lane_cells",
+            "min_lanes",
+            "steps_per_call",
+            "batch_points",
+            "pools_per_program",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Tuning.{name} must be >= 1, got {getattr(self, name)}")
         if sorted(self.tail_divisors) != list(self.tail_divisors) or any(d < 2 for d in self.tail_divisors):
