@@ -206,3 +206,13 @@ def test_random_starts_are_uniform_in_the_box_and_fixed_per_task():
         assert stats.kstest(column, "uniform").pvalue > 1e-3
     # Parameters of one draw are not correlated with each other.
     assert np.abs(np.corrcoef(unit.T) - np.eye(law.n_params)).max() < 0.1
+
+
+def test_rows_do_not_depend_on_how_many_pools_share_a_program():
+    """A program's pools share its queue and take fits as their lanes free up; which pool (and
+    which device call) a fit ran in does not change its row."""
+    tasks = list(synthetic.chinchilla_tasks(300, n_points=12, init=4))
+    one = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(pools_per_program=1, pool_lanes=256))
+    for count in (2, 3):
+        many = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(pools_per_program=count, pool_lanes=256))
+        assert _rows(many) == _rows(one)

@@ -97,13 +97,15 @@ class Pool:
         max_steps: int,
         progress=None,
         race: Race | None = None,
+        queue: collections.deque[Segment] | None = None,
     ):
         self.keys, self.tuning, self.progress, self.race = keys, tuning, progress, race
         self.budget = np.int32(max_steps)
         # Races need a task's restarts side by side in one row: pools of one restart a row never pause.
         self.pause_every = np.int32(race.every if race is not None and keys[0].width > 1 else 0)
         self.sizes = [key.rows * key.width for key in keys]
-        self.queue: collections.deque[Segment] = collections.deque()
+        # Pools of one program may share a queue: each takes the next fits whenever it has free lanes.
+        self.queue: collections.deque[Segment] = collections.deque() if queue is None else queue
         self.level = None  # index into keys; None until work arrives
         self.state = None
         self.data = None
@@ -184,7 +186,9 @@ class Pool:
                 self.data = _assign(self.data, rows, segment.batch.take(tasks))
             if not empty:
                 break
-        self.queue = collections.deque(segment for segment in self.queue if segment.pending)
+        kept = [segment for segment in self.queue if segment.pending]
+        self.queue.clear()  # in place: the queue may be shared
+        self.queue.extend(kept)
         # With nothing left to load, calls run longer in the smaller pools: there is nothing to
         # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
         stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1

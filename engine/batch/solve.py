@@ -141,7 +141,6 @@ class Runner:
         self.solver, self.options, self.tuning, self.max_steps = solver, options, tuning, max_steps
         self.progress, self.race = progress, race
         self.pools: dict[tuple, list[pool.Pool]] = {}
-        self.added: collections.Counter[tuple] = collections.Counter()
 
     def add(self, grp: Group, done) -> None:
         batch = pack(grp, grp.members)
@@ -149,13 +148,13 @@ class Runner:
         keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
         twins = self.pools.get(tuple(keys))
         if twins is None:
+            shared: collections.deque[pool.Segment] = collections.deque()
             twins = self.pools[tuple(keys)] = [
-                pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
+                pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race, shared)
                 for _ in range(self.tuning.pools_per_program)
             ]
-        # Segments go to a program's pools in turn: while one pool's call runs, the host refills another.
-        target = twins[self.added[tuple(keys)] % len(twins)]
-        self.added[tuple(keys)] += 1
+        # A program's pools share one queue: while one pool's call runs, the host refills another.
+        target = twins[0]
 
         def finished(segment: pool.Segment) -> None:
             done(grp, diagnose(grp, batch, segment.results, self.tuning))
