@@ -97,15 +97,21 @@ class Pool:
         max_steps: int,
         progress=None,
         race: Race | None = None,
-        queue: collections.deque[Segment] | None = None,
+        lead: Pool | None = None,
     ):
         self.keys, self.tuning, self.progress, self.race = keys, tuning, progress, race
         self.budget = np.int32(max_steps)
         # Races need a task's restarts side by side in one row: pools of one restart a row never pause.
         self.pause_every = np.int32(race.every if race is not None and keys[0].width > 1 else 0)
         self.sizes = [key.rows * key.width for key in keys]
-        # Pools of one program may share a queue: each takes the next fits whenever it has free lanes.
-        self.queue: collections.deque[Segment] = collections.deque() if queue is None else queue
+        # The pools of one program share the lead's queue: each takes the next fits whenever it has
+        # free lanes. Once nothing is queued, a follower's busy rows move into the lead's free rows
+        # (`_absorb`), so the job has one tail, not one a pool.
+        self.lead, self.followers = lead, []
+        self.queue: collections.deque[Segment] = collections.deque() if lead is None else lead.queue
+        if lead is not None:
+            lead.followers.append(self)
+        self.parked = False  # a follower waiting, not running, for the lead to take its rows
         self.level = None  # index into keys; None until work arrives
         self.state = None
         self.data = None
@@ -145,8 +151,14 @@ class Pool:
         if self.in_flight:
             self.in_flight = False
             self._harvest()
-            if not self.working:
-                return
+        for other in self.followers:
+            if other.parked:
+                self._absorb(other)
+        if not self.working:
+            return
+        if self._parks():
+            self.parked = True
+            return
         self._resize()
         key = self.key
         mask = np.zeros(self.lane_restart.shape, bool)
@@ -198,6 +210,41 @@ class Pool:
             extra = (self.lanes - self.sizes[self.wanted]) * key.fit.n_pad * int(n_steps)
             programs.TAIL_RENT[self.keys[self.wanted]] += extra
         self.in_flight = True
+
+    def _parks(self) -> bool:
+        """A follower stops launching once nothing is queued and the lead, whose call is running,
+        has free rows of the same width for all its busy rows: the lead takes them at its next step."""
+        lead = self.lead
+        if lead is None or self.queue or not lead.in_flight or lead.key.width != self.key.width:
+            return False
+        busy_rows = np.count_nonzero((self.lane_restart >= 0).any(axis=1))
+        return np.count_nonzero(lead.row_task < 0) >= busy_rows
+
+    def _absorb(self, other: Pool) -> None:
+        """Move the parked follower's busy rows (their lanes' states, data and bookkeeping) into free
+        rows of this pool; the follower is left idle. A lane's arithmetic is the same in any pool."""
+        other.parked = False
+        source = np.flatnonzero((other.lane_restart >= 0).any(axis=1))
+        target = np.flatnonzero(self.row_task < 0)[: source.size]
+        if target.size < source.size:
+            return  # no room after all: the follower runs on
+
+        def move(mine, theirs):
+            mine = np.array(mine)  # a writable host copy
+            mine[target] = np.asarray(theirs)[source]
+            return mine
+
+        self.state = jax.tree.map(move, self.state, other.state)
+        self.data = _assign(self.data, target, other.data.take(source))
+        for to, origin in zip(target.tolist(), source.tolist(), strict=True):
+            self.row_segment[to] = other.row_segment[origin]
+            other.row_segment[origin] = None
+        self.row_task[target] = other.row_task[source]
+        self.lane_restart[target] = other.lane_restart[source]
+        other.row_task[source] = -1
+        other.lane_restart[source] = -1
+        status = np.where(other.lane_restart < 0, Status.IDLE, np.asarray(other.state.status))
+        other.state = eqx.tree_at(lambda s: s.status, other.state, status.astype(other.state.status.dtype))
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task

@@ -4,7 +4,6 @@ Every program it runs is declared by its group's shapes and the tuning's ladders
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 import jax
@@ -148,10 +147,10 @@ class Runner:
         keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
         twins = self.pools.get(tuple(keys))
         if twins is None:
-            shared: collections.deque[pool.Segment] = collections.deque()
-            twins = self.pools[tuple(keys)] = [
-                pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race, shared)
-                for _ in range(self.tuning.pools_per_program)
+            lead = pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
+            twins = self.pools[tuple(keys)] = [lead] + [
+                pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race, lead)
+                for _ in range(self.tuning.pools_per_program - 1)
             ]
         # A program's pools share one queue: while one pool's call runs, the host refills another.
         target = twins[0]
