@@ -243,8 +243,8 @@ class Pool:
         self.lane_restart[target] = other.lane_restart[source]
         other.row_task[source] = -1
         other.lane_restart[source] = -1
-        status = np.where(other.lane_restart < 0, Status.IDLE, np.asarray(other.state.status))
-        other.state = eqx.tree_at(lambda s: s.status, other.state, status.astype(other.state.status.dtype))
+        idle = np.full(other.lane_restart.shape, Status.IDLE, np.asarray(other.state.status).dtype)
+        other.state = eqx.tree_at(lambda s: s.status, other.state, idle)  # it has no busy lane left
 
     def _put(self, row, segment, task, lanes, restarts, mask, theta) -> None:
         self.row_segment[row], self.row_task[row] = segment, task

@@ -263,6 +263,11 @@ def _empty_state(key: PoolKey):
 MIN_DEVICE_LANES = 64
 
 
+def min_together_lanes() -> int:
+    """Fewest lanes of a pool whose lanes step all together: MIN_DEVICE_LANES on every device."""
+    return MIN_DEVICE_LANES * len(jax.local_devices())
+
+
 def lane_devices(key: PoolKey) -> tuple:
     """The local devices a pool's lanes are split over: all of them when its rows (or, for a
     single row, its lanes) divide evenly, else the first. Each device steps its share of the

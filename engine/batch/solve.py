@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from ..plan import Group, TaskBatch, pack, pack_starts
@@ -58,7 +57,7 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning, race: Race | Non
     together = not shared and len(grp.free) <= UNROLL_MAX
     floor = tuning.min_lanes
     if together:
-        floor = max(floor, programs.MIN_DEVICE_LANES * len(jax.local_devices()))
+        floor = max(floor, programs.min_together_lanes())
     lanes = max(power_of_two_at_most(lanes), floor)
     width = min(power_of_two_at_most(grp.n_restarts), lanes) if shared else 1
     rows = max(lanes // width, 1)

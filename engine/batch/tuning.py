@@ -34,9 +34,9 @@ class Tuning:
         restarts, Chinchilla law: one restart a row 2.6 / 2.4 / 2.8 / 2.7 / 2.2 s against 4.0 /
         3.6 / 4.1 / 4.0 / 3.0 s shared for 1,000 / 500 / 300 / 150 / 80 tasks of 200 / 500 / 800 /
         1,600 / 3,000 points; Epoch's 4500-start grid 1.53 against 1.77 s.
-    pools_per_program: pools of the same program ladder that a job's segments (groups) take in turn.
-        A pool's call runs while the host reads and refills another, so the host's work overlaps
-        the device's instead of adding to it.
+    pools_per_program: pools of the same program ladder, sharing its queue of fits. A pool's call
+        runs while the host reads and refills another, so the host's work overlaps the device's
+        instead of adding to it; once nothing is queued, the first pool takes the others' busy rows.
     """
 
     pool_lanes: int = 4096
