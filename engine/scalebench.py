@@ -7,7 +7,8 @@ drawn uniformly inside the law's bounds, best of `restarts`; R^2 on the test spl
 group's predictions pooled and flattened over outputs, clipped to [-1, 1].
 
 lawfit's one change to that procedure (`init="screen"`, the default): it draws 16x as many uniform
-candidates, evaluates the objective at each and runs the solver from the best `restarts` of them;
+candidates, evaluates the objective and its gradient at each, and runs the solver from one candidate
+of each block of 16 draws (the lowest objective among those that can move every parameter);
 `init="random"` runs from `restarts` uniform draws, as the benchmark does.
 """
 
@@ -35,7 +36,7 @@ MAX_STEPS = 2000
 # those that would stay behind it at their last rate of progress: on the clipped-exp plateaus of
 # these laws a fifth of uniform starts crawl for all 2000 steps, and a pool steps every lane until
 # its last restart ends.
-RACE = Race(every=100, factor=2.0, extrapolate=True)
+RACE = Race(every=100, factor=10.0, extrapolate=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,7 @@ def run(
 ) -> dict:
     """Fit every law of the named tasks (default all six; `law_ids` to take some) in ONE `fit_many` job;
     one entry per law.
-    init: "screen" (the best `restarts` of 16x as many uniform draws, by objective) or "random"
+    init: "screen" (one start from each of `restarts` blocks of 16 uniform draws) or "random"
         (`restarts` uniform draws);
     max_steps: solver steps per restart (the benchmark's L-BFGS-B runs at most 2000 iterations);
     race: restarts far behind their law's best stop early (`Race`; None runs all to the end)."""

@@ -215,3 +215,18 @@ def test_rows_do_not_depend_on_how_many_pools_share_a_program():
     for count in (2, 3):
         many = lawfit.fit_many(tasks, keep_restarts=True, tuning=Tuning(pools_per_program=count, pool_lanes=256))
         assert _rows(many) == _rows(one)
+
+
+def test_draws_screen_takes_each_blocks_best_start_that_can_move_every_parameter():
+    """One start per block of consecutive draws: among the candidates with the fewest parameters
+    whose gradient is exactly zero (a clipped term, a max(A, eps) at A < 0), the lowest objective;
+    one with a non-finite f or gradient only when its block has nothing else."""
+    inf, nan = np.inf, np.nan
+    ranked = np.array([[3.0, 1.0, 2.0, 5.0, 0.5, 4.0, inf, 7.0]])
+    grad = np.ones((1, 8, 2))
+    grad[0, 1] = [0.0, 1.0]  # block 0: the lowest f, but one parameter it cannot move
+    grad[0, 3] = grad[0, 5] = [0.0, 1.0]  # block 1: the lowest f has two dead parameters, the others one
+    grad[0, 4] = [0.0, 0.0]
+    grad[0, 7] = [nan, 1.0]  # block 2 (2 draws and padding): neither is usable; the lower f
+    order = np.asarray(programs._best_of_blocks(ranked, grad, 3))
+    assert order.tolist() == [[2, 5, 7]]

@@ -89,10 +89,10 @@ def test_formula_predicts_like_numpy_and_fits_a_closed_form():
         assert fit.params[name] == pytest.approx(value, rel=1e-6)
 
 
-def test_screen_on_a_random_start_law_runs_from_the_best_uniform_candidates():
+def test_screen_on_a_random_start_law_runs_from_the_best_of_each_block_of_draws():
     """init="screen" on a law whose default starts are random draws: the objective at
-    SCREEN_DRAWS x random_starts uniform candidates, the solver from the best `screen_starts` of
-    them, which are exactly the candidates a numpy evaluation ranks best."""
+    SCREEN_DRAWS x random_starts uniform candidates, the solver from one candidate per block of
+    consecutive draws (`screen_starts` blocks), exactly each block's best by a numpy evaluation."""
     from lawfit import plan
 
     law = from_formula(
@@ -103,10 +103,11 @@ def test_screen_on_a_random_start_law_runs_from_the_best_uniform_candidates():
     objective = lawfit.Objective(loss="squared", space="raw", reduction="sum")
     task = lawfit.Task(law, n[:, None], y, objective=objective, init="screen", seed=3)
     kind, candidates = plan.resolve_starts(law, "screen", (0, 1, 2), 3)
-    assert kind == "screen" and candidates.shape == (plan.SCREEN_DRAWS * 4, 3)
+    assert kind == "draws" and candidates.shape == (plan.SCREEN_DRAWS * 4, 3)
     assert (candidates >= np.array(law.lower)).all() and (candidates <= np.array(law.upper)).all()
     f = np.array([np.sum((np.asarray(law.predict_raw(c, n[:, None])) - y) ** 2) for c in candidates])
-    best = candidates[np.argsort(f)[:3]]
+    per = -(-len(candidates) // 3)  # 64 draws in blocks of 22, 22 and 20
+    best = np.stack([candidates[first + np.argmin(f[first : first + per])] for first in (0, per, 2 * per)])
     screened, explicit = lawfit.fit_many(
         [task, lawfit.Task(law, n[:, None], y, objective=objective, init=best)], screen_starts=3, keep_restarts=True
     ).to_dicts()

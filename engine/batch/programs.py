@@ -66,7 +66,8 @@ class PoolKey:
 @dataclasses.dataclass(frozen=True)
 class StartKey:
     """Starts for a batch of `n_tasks` tasks: "varpro" (the best `n_starts` of the variable-projection
-    scan) or "screen" (the best `n_starts` of `n_grid` given starts, by objective)."""
+    scan), "screen" (the best `n_starts` of `n_grid` given starts, by objective) or "draws" (one start
+    from each of `n_starts` blocks of `n_grid` random draws, `_best_of_blocks`)."""
 
     fit: Fit
     kind: str
@@ -372,12 +373,35 @@ def starts(key: StartKey):
 
     def screen(batch, grid):
         # One pass over the points at every grid start; the solver runs from the best few only.
-        f = objective_only(grid, problems(law, batch)).f
-        order = jnp.argsort(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)[:, : key.n_starts]
+        found = objective_only(grid, problems(law, batch))
+        ranked = jnp.where(jnp.isfinite(found.f), found.f, jnp.inf)
+        if key.kind == "draws":
+            order = _best_of_blocks(ranked, found.grad, key.n_starts)
+        else:
+            order = jnp.argsort(ranked, axis=1)[:, : key.n_starts]
         return jnp.take_along_axis(grid, order[..., None], axis=1)
 
     grid = np.zeros((key.n_tasks, key.n_grid, len(fit.free)))
     return _per_task(key, screen, (batch, grid), 0)
+
+
+def _best_of_blocks(ranked, grad, n_starts: int):
+    """ranked [tasks, n_grid] (f, inf where not finite), grad [tasks, n_grid, n_free] -> the index of
+    one candidate per block of consecutive draws [tasks, n_starts]: of those with the fewest
+    parameters whose gradient is exactly zero, the lowest f. Blocks keep the starts as spread as the
+    draws (the best n_starts overall all sat on one plateau of ScaleBench's vocab sl_4); a parameter
+    with a zero gradient is one the solver cannot move from there (a clipped exponential, max(A, eps)
+    at A < 0)."""
+    n_tasks, n_grid = ranked.shape
+    per = -(-n_grid // n_starts)
+    pad = n_starts * per - n_grid  # the last block is short; its padding is never chosen
+    usable = jnp.isfinite(ranked) & jnp.all(jnp.isfinite(grad), axis=-1)
+    dead = jnp.where(usable, jnp.sum(grad == 0, axis=-1), grad.shape[-1] + 1)
+    ranked = jnp.pad(ranked, ((0, 0), (0, pad)), constant_values=jnp.inf).reshape(n_tasks, n_starts, per)
+    dead = jnp.pad(dead, ((0, 0), (0, pad)), constant_values=grad.shape[-1] + 2).reshape(n_tasks, n_starts, per)
+    ranked = jnp.where(dead == jnp.min(dead, axis=2, keepdims=True), ranked, jnp.inf)
+    order = jnp.argmin(ranked, axis=2) + per * jnp.arange(n_starts)[None, :]
+    return jnp.minimum(order, n_grid - 1)
 
 
 def check(key: CheckKey):

@@ -95,15 +95,17 @@ def _padded(batch: TaskBatch, first: int, last: int, size: int) -> TaskBatch:
 
 def starts_for(grp: Group, batch: TaskBatch, tuning: Tuning) -> np.ndarray:
     """Each task's starts [tasks, restarts, n_free]: as given, the best of its grid by objective
-    ("screen"), or the best points of the variable-projection scan ("varpro")."""
+    ("screen"), the best of each block of its random draws ("draws"), or the best points of the
+    variable-projection scan ("varpro")."""
     members = grp.members
     if grp.init_kind == "starts":
         return pack_starts(grp, members)
     fit = fit_of(grp)
-    if grp.init_kind == "screen" and grp.grid is not None:  # screening sums over the tables only
+    screened = grp.init_kind in ("screen", "draws")
+    if screened and grp.grid is not None:  # screening sums over the tables only
         fit, batch = pool_fit(grp), batch.tables_only()
     n_tasks = len(members)
-    grid = pack_starts(grp, members) if grp.init_kind == "screen" else None
+    grid = pack_starts(grp, members) if screened else None
     n_grid = grid.shape[1] if grid is not None else 0
     parts = []
     for first, last, size in _in_batches(_batched(n_tasks, grp.n_pad * max(n_grid, 64), tuning), n_tasks):
