@@ -71,7 +71,11 @@ def test_hitchhiker_rebuilds_from_the_shared_release():
     bundled = lawfit.datasets.load("hitchhiker").filter(~pl.col("source").str.starts_with("pythia evals"))
     assert rebuilt.height == bundled.height
     key = ["run_id", "tokens", "value"]
-    assert rebuilt.select(key).sort(key).equals(bundled.select(key).sort(key))
+    mine, theirs = (frame.select(key).sort(key) for frame in (rebuilt, bundled))
+    assert mine.select("run_id", "tokens").equals(theirs.select("run_id", "tokens"))
+    # Means over loss columns (`pl.mean_horizontal`) add in an order that depends on Polars' thread
+    # count: with one thread, 127 of 74,287 values differ from the bundled ones in the last bits.
+    np.testing.assert_allclose(mine["value"].to_numpy(), theirs["value"].to_numpy(), rtol=1e-13, atol=0)
     # Spot checks against the raw files: OPT-175b's final perplexity, Pile-T5 xxl as log2 perplexity.
     opt = bundled.filter(pl.col("run_id") == "OPT-175b").sort("tokens")
     assert opt["value"][-1] == pytest.approx(9.768875, abs=1e-6)

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from .box import Box
 
@@ -63,3 +64,12 @@ class LaneSolver(Box):
 
     @abc.abstractmethod
     def terminate(self, state) -> jax.Array: ...
+
+    def unsettled(self, state) -> jax.Array:
+        """Whether `update` left this lane's status to `settle` (a test too costly for every step)."""
+        return jnp.zeros((), bool)
+
+    def settle(self, state):
+        """The costly part of `update`'s status test, for unsettled lanes only. The driver runs it
+        over a batch only in the steps where some lane of the batch is unsettled."""
+        return state

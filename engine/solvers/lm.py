@@ -112,16 +112,23 @@ class LevenbergMarquardt(LaneSolver):
         stalled = new.lam > self.lam_max
         # Stalled at an exact fit: only rounding of f is left, so no step can be accepted.
         exact = new.f <= 1e-20 * jnp.maximum(state.f0, 1.0)
-        # Stalled where even the undamped Gauss-Newton step would lower f by <= stall_rtol * f: the
-        # lane sits at its minimum to rounding (a near-exact fit whose scaled gradient is only noise).
-        newton = spd_solve(new.hess + jnp.diag(1e-12 * new.scale), new.grad)
-        at_minimum = 0.5 * dot(new.grad, newton) <= self.stall_rtol * jnp.abs(new.f)
         status = jnp.select(
-            [converged, stalled & ((stationarity <= self.loose_gtol) | exact | at_minimum), stalled],
+            [converged, stalled & ((stationarity <= self.loose_gtol) | exact), stalled],
             [Status.CONVERGED, Status.CONVERGED, Status.ILL_CONDITIONED],
             Status.RUNNING,
         )
         return eqx.tree_at(lambda st: st.status, new, status)
+
+    def unsettled(self, state: LMState):
+        return state.status == Status.ILL_CONDITIONED
+
+    def settle(self, state: LMState) -> LMState:
+        """A stalled lane sits at its minimum to rounding (a near-exact fit whose scaled gradient is
+        only noise) when even the undamped Gauss-Newton step would lower f by <= stall_rtol * f."""
+        newton = spd_solve(state.hess + jnp.diag(1e-12 * state.scale), state.grad)
+        at_minimum = 0.5 * dot(state.grad, newton) <= self.stall_rtol * jnp.abs(state.f)
+        status = jnp.where(self.unsettled(state) & at_minimum, Status.CONVERGED, state.status)
+        return eqx.tree_at(lambda st: st.status, state, status)
 
     def terminate(self, state: LMState):
         return state.status != Status.RUNNING

@@ -100,6 +100,9 @@ def _finish(solver, state, trial, evaluation, max_steps, pause_every, batch):
     started = batch(solver.init)(trial, evaluation)
     updated = batch(solver.update)(state, trial, evaluation)
     new = jax.tree.map(lambda a, b: _where_lanes(fresh, a, b), started, updated)
+    # The batch's rare costly status test (`LaneSolver.settle`), only in steps that need it.
+    unsettled = batch(solver.unsettled)(new) & active(state.status)
+    new = jax.lax.cond(jnp.any(unsettled), batch(solver.settle), lambda s: s, new)
     spent = (new.status == Status.RUNNING) & (new.n_evals >= max_steps)
     checkpoint = (pause_every > 0) & (new.n_evals % jnp.maximum(pause_every, 1) == 0)
     status = jnp.where(spent, Status.MAX_ITER, new.status)
