@@ -59,9 +59,10 @@ def fit_many(
 
     max_steps: driver steps (evaluations) per restart at most; the solver's own default when None.
     varpro_starts: nonlinear starts taken from the variable-projection scan (init="varpro").
-    screen_starts: with init="screen", the objective is evaluated at every grid start (for a law
-        whose default starts are random draws: at 16 x its number of draws) and the solver runs
-        from the best `screen_starts` of them.
+    screen_starts: with init="screen", the objective is evaluated at every grid start and the
+        solver runs from the best `screen_starts` of them; for a law whose default starts are random
+        draws, at 16 x its number of draws, cut into `screen_starts` blocks, and the solver runs from
+        each block's best (among the draws that can move every parameter).
     keep_restarts: add list columns with every restart's objective, status, iterations and params.
     at_best_rtol: a restart counts towards `n_at_best` when its objective <= best * (1 + rtol).
     race: stop restarts far behind their task's best at checkpoints (`Race`; they end `pruned`);

@@ -829,8 +829,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--starts",
         choices=["screen", "random"],
         default="screen",
-        help=f"scalebench: the best --restarts of {SCREEN_DRAWS}x as many uniform draws in the bounds (screen), or "
-        "--restarts uniform draws as the benchmark's own fitter (random)",
+        help=f"scalebench: one start from each of --restarts blocks of {SCREEN_DRAWS} uniform draws in the bounds "
+        "(screen), or --restarts uniform draws as the benchmark's own fitter (random)",
     )
     rep.add_argument("--seeds", type=int, default=100, help="approach2-bias: noisy experiments per design")
     rep.add_argument("--noise", type=float, default=0.01, help="approach2-bias: sd of the noise added to the loss")

@@ -130,7 +130,7 @@ class Task:
     target: [n_points] observed values.
     weights: [n_points] per-point weights or None.
     init: "grid" (the law's grid), "screen" (the solver from the best grid starts by objective; for
-          a law whose default starts are random draws, from the best of 16x as many draws),
+          a law whose default starts are random draws, from the best of each block of 16 draws),
           "varpro", an int (that many random starts in the grid's box) or an array [restarts, n_params].
     fixed: parameters held at given values (name -> value).
     labels: free-form identifiers copied into the result row (family, metric, ...).
