@@ -151,3 +151,30 @@ def test_padded_batches_return_the_real_tasks_and_restarts():
     alone = lawfit.fit_many(tasks[-1:], keep_restarts=True)
     np.testing.assert_allclose(together["restart_objective"][-1].to_numpy(), alone["restart_objective"][0].to_numpy(),
                                rtol=1e-9)  # fmt: skip
+
+
+def test_lm_stalled_lane_is_converged_only_where_the_undamped_step_gains_nothing():
+    """Two lanes stall (a rejected step pushes the damping past lam_max) with the same gradient: the
+    one whose undamped Gauss-Newton step would gain <= stall_rtol * f sits at its minimum to rounding
+    and ends converged (`settle`, run by the driver only in steps where a lane stalled); the other is
+    ill-conditioned."""
+    import equinox as eqx
+
+    from lawfit.solvers import loop
+    from lawfit.solvers.base import Evaluation
+    from lawfit.solvers.lm import LevenbergMarquardt
+    from lawfit.types import Status
+
+    solver = LevenbergMarquardt()
+    theta = jnp.zeros((1, 2, 2))
+    grad = jnp.array([[[1e-2, 0.0], [1e-2, 0.0]]])  # scaled gradient 1e-2: above loose_gtol
+    hess = jnp.stack([jnp.eye(2) * 1e12, jnp.eye(2)])[None]  # undamped gains 5e-17 and 5e-5 (f = 1)
+    at_start = Evaluation(jnp.ones((1, 2)), grad, hess)
+    per_lane = jax.vmap(jax.vmap(solver.init))
+    state = per_lane(theta, at_start)
+    state = eqx.tree_at(lambda s: s.lam, state, jnp.full((1, 2), 0.6 * solver.lam_max))
+    trial = theta + 1.0
+    worse = Evaluation(jnp.full((1, 2), 2.0), grad, hess)  # rejected: the damping doubles past lam_max
+    new = loop._finish(solver, state, trial, worse, 10_000, 0, loop._per_lane)
+    assert np.asarray(new.status).tolist() == [[Status.CONVERGED, Status.ILL_CONDITIONED]]
+    assert np.asarray(new.theta).tolist() == np.asarray(theta).tolist()
