@@ -169,8 +169,8 @@ def scalebench_section(result: dict) -> list[str]:
         f"{machine_line(machine)} Tasks: {', '.join(t.removesuffix('_scaling_law') for t in fig['tasks'])}; "
         f"{fig['restarts']} starts per law and group (scipy: uniform draws in the bounds; lawfit: "
         + (
-            f"the best {fig['restarts']} of {fig.get('screen_draws_per_start', 16)}x as many uniform draws, "
-            "by objective"
+            f"one start from each of {fig['restarts']} blocks of {fig.get('screen_draws_per_start', 16)} uniform "
+            "draws: the lowest objective among the draws that can move every parameter"
             if fig.get("init") == "screen"
             else "uniform draws"
         )
