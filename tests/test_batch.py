@@ -125,7 +125,7 @@ def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tm
     assert pools() == [512]
     # The tail's rent towards the smallest program is kept for the process: a later job whose
     # threshold that rent reaches compiles it at once.
-    smallest = max(Tuning().min_lanes, programs.min_together_lanes())
+    smallest = programs.min_together_lanes(Tuning().min_lanes)
     if smallest >= 512:
         pytest.skip("with 8 or more CPU devices the tail pool is the 512-lane one itself")
     ((key, rent),) = programs.TAIL_RENT.items()
@@ -153,7 +153,7 @@ def test_pool_ladder_shapes():
     short = plan.prepare(0, next(synthetic.chinchilla_tasks(1, n_points=24, init=8)))
     (grp,) = plan.group([short], 8)
     # One restart a row, at least MIN_DEVICE_LANES a device (a fit rounds alike in every pool).
-    floor = max(tuning.min_lanes, programs.min_together_lanes())
+    floor = programs.min_together_lanes(tuning.min_lanes)
     keys = pool_keys(grp, "lm", (), tuning)
     assert [(k.rows, k.width) for k in keys] == [(4096, 1), (512, 1), (floor, 1)]
     grid_task = lawfit.tasks_from_frame(lawfit.datasets.load("epoch-chinchilla"), "chinchilla", init="grid")[0]

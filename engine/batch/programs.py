@@ -264,9 +264,10 @@ def _empty_state(key: PoolKey):
 MIN_DEVICE_LANES = 64
 
 
-def min_together_lanes() -> int:
-    """Fewest lanes of a pool whose lanes step all together: MIN_DEVICE_LANES on every device."""
-    return MIN_DEVICE_LANES * len(jax.local_devices())
+def min_together_lanes(min_lanes: int) -> int:
+    """Fewest lanes of a pool whose lanes step all together: `min_lanes` (`Tuning.min_lanes`), and
+    MIN_DEVICE_LANES on every device."""
+    return max(min_lanes, MIN_DEVICE_LANES * len(jax.local_devices()))
 
 
 def lane_devices(key: PoolKey) -> tuple:

@@ -55,9 +55,7 @@ def pool_keys(grp: Group, solver: str, options, tuning: Tuning, race: Race | Non
     # Lanes stepped all together (one restart a row over point sums) keep at least
     # `programs.MIN_DEVICE_LANES` a device in every pool, so that a fit rounds alike in any of them.
     together = not shared and len(grp.free) <= UNROLL_MAX
-    floor = tuning.min_lanes
-    if together:
-        floor = max(floor, programs.min_together_lanes())
+    floor = programs.min_together_lanes(tuning.min_lanes) if together else tuning.min_lanes
     lanes = max(power_of_two_at_most(lanes), floor)
     width = min(power_of_two_at_most(grp.n_restarts), lanes) if shared else 1
     rows = max(lanes // width, 1)
