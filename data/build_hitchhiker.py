@@ -15,6 +15,7 @@ Used by `build_bundled`; never read at run time.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -38,6 +39,15 @@ def parse_size(text: str) -> float:
     whole, suffix, decimals = match.groups()
     number = float(f"{whole}.{decimals}") if decimals else float(whole)
     return number * SIZE_SUFFIX[suffix]
+
+
+def _row_mean(columns: list[str]) -> pl.Expr:
+    """The mean of each row's non-null values in `columns`, added left to right: `pl.mean_horizontal`
+    adds in an order that depends on Polars' thread count, so its last bits changed with the machine."""
+    values = [pl.col(c).cast(pl.Float64) for c in columns]
+    total = functools.reduce(lambda acc, value: acc + value.fill_null(0.0), values[1:], values[0].fill_null(0.0))
+    count = functools.reduce(lambda acc, value: acc + value.is_not_null().cast(pl.Int64), values, pl.lit(0))
+    return pl.when(count > 0).then(total / count)
 
 
 def _rows(frame: pl.DataFrame, **provenance: str | None) -> pl.DataFrame:
@@ -153,7 +163,7 @@ def olmo(folder: Path) -> pl.DataFrame:
         pl.col("num_params").map_elements(parse_size, return_dtype=pl.Float64).alias("params"),
         (pl.col("Step") * 4e6).alias("tokens"),
         pl.col("Step").cast(pl.Int64).alias("step"),
-        pl.mean_horizontal(losses).alias("value"),
+        _row_mean(losses).alias("value"),
     ).filter(pl.col("value").is_not_null(), pl.col("tokens") != 0)
     frame = frame.with_columns(
         pl.when(pl.col("run_id") == "OLMo-7B-Twin-2T").then(None).otherwise(pl.lit("olmo")).alias("scaled_set")
@@ -249,7 +259,7 @@ def overtrain(folder: Path) -> pl.DataFrame:
         params.alias("params"),
         (pl.col("flops").cast(pl.Float64) / 6.0 / params).alias("tokens"),
         pl.col("flops").cast(pl.Float64).alias("flops"),
-        pl.mean_horizontal(losses).alias("value"),
+        _row_mean(losses).alias("value"),
         pl.col("dataset_name").replace_strict(OVERTRAIN_CORPUS).alias("corpus"),
         pl.col("cc_mult").cast(pl.Float64).alias("multiplier"),
     )
@@ -307,7 +317,7 @@ def llm360(folder: Path) -> pl.DataFrame:
         pl.col("tokens_seen").alias("tokens"),
         pl.col("flops"),
         pl.col("Step").cast(pl.Int64).alias("step"),
-        pl.mean_horizontal(losses).alias("value"),
+        _row_mean(losses).alias("value"),
     ).filter(pl.col("tokens") != 0, pl.col("value").is_not_null())
     k2 = _rows(
         k2,
@@ -341,7 +351,7 @@ def amber(folder: Path) -> pl.DataFrame:
         pl.lit(6.7e9).alias("params"),
         (pl.col("Step") / (AMBER_CHECKPOINTS - 1) * 1.25e12).alias("tokens"),
         pl.col("Step").cast(pl.Int64).alias("step"),
-        pl.mean_horizontal([c for c in wide.columns if c != "Step"]).alias("value"),
+        _row_mean([c for c in wide.columns if c != "Step"]).alias("value"),
     ).filter(pl.col("tokens") != 0, pl.col("value").is_not_null())
     return _rows(
         frame,
@@ -370,7 +380,7 @@ def bimix(folder: Path) -> pl.DataFrame:
                 pl.lit(2.8e8).alias("params"),
                 (pl.col("global_step") * 512.0 * 1024.0).alias("tokens"),
                 pl.col("global_step").cast(pl.Int64).alias("step"),
-                pl.mean_horizontal(domains).alias("value"),
+                _row_mean(domains).alias("value"),
             )
         )
     frame = pl.concat(frames).with_columns(pl.col("run_id").alias("corpus"), pl.col("run_id").alias("scaled_set"))
