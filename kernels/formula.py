@@ -83,6 +83,19 @@ def _fail(text: str, node: ast.AST | None, problem: str) -> FormulaError:
     return FormulaError(f"formula {text!r}: {problem}{where}")
 
 
+def _where(text: str, offset: int | None) -> str:
+    """Where a syntax error is, as a column of the formula as written: Python's offset counts in the
+    parsed source, where each '^' became '**', and is 0 when the text ended too early."""
+    written = text.strip()
+    if not offset or offset > len(written.replace("^", "**")):
+        return "at the end"
+    column, parsed = 0, 0
+    while column < len(written) and parsed + (2 if written[column] == "^" else 1) < offset:
+        parsed += 2 if written[column] == "^" else 1
+        column += 1
+    return f"at column {column + 1 + len(text) - len(text.lstrip())}"
+
+
 def parse(text: str) -> Parsed:
     """Parse one expression, refusing everything outside the grammar with a message naming it."""
     if not isinstance(text, str) or not text.strip():
@@ -91,7 +104,7 @@ def parse(text: str) -> Parsed:
     try:
         tree = ast.parse(source, mode="eval").body
     except SyntaxError as err:
-        raise FormulaError(f"formula {text!r}: syntax error at column {err.offset}: {err.msg}") from None
+        raise FormulaError(f"formula {text!r}: syntax error {_where(text, err.offset)}: {err.msg}") from None
     names: dict[str, None] = {}
     positive: set[str] = set()
 

@@ -27,7 +27,9 @@ BOX = {"E": (0, 10), "A": (0, 1e4), "alpha": (0, 2), "B": (0, 1e5), "beta": (0, 
     ("formula", "kwargs", "message"),
     [
         ("E + A*N**-alph", {"inputs": ("N",), "params": ("E", "A")}, "unknown symbol(s) ['alph']"),
-        ("E + A*N**", {"inputs": ("N",)}, "syntax error at column"),
+        ("E + A*N**", {"inputs": ("N",)}, "syntax error at the end"),
+        # Columns count in the formula as written, where each '^' is one character, not Python's '**'.
+        ("E^2 + A*N^-alpha +* B", {"inputs": ("N",)}, "syntax error at column 19"),
         ("", {"inputs": ("N",)}, "empty"),
         ("E + A*foo(N)", {"inputs": ("N",)}, "unknown function 'foo'"),
         ("E + A*log(N, 2)", {"inputs": ("N",)}, "log() takes 1 argument(s), got 2"),
