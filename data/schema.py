@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from lawfit.kernels.base import training_flops
+
 # Required columns and their dtypes; covariates a law may ask for are optional extra Float64 columns.
 OBSERVATION_SCHEMA: dict[str, pl.DataType] = {
     "family": pl.String(),
@@ -18,6 +20,17 @@ OBSERVATION_SCHEMA: dict[str, pl.DataType] = {
 }
 NULLABLE = {"flops", "step", "seed"}
 OPTIONAL_COVARIATES = ("unique_tokens", "lr", "lr_area", "lr_annealing_area", "epochs", "loss")
+
+
+def with_flops(frame: pl.DataFrame, column: str = "flops") -> pl.DataFrame:
+    """`column` where it is absent or null: 6 N D from `params` and `tokens` (a frame without both is
+    returned unchanged)."""
+    if not {"params", "tokens"} <= set(frame.columns):
+        return frame
+    six_nd = training_flops(pl.col("params").cast(pl.Float64), pl.col("tokens").cast(pl.Float64))
+    if column not in frame.columns:
+        return frame.with_columns(six_nd.alias(column))
+    return frame.with_columns(pl.col(column).fill_null(six_nd))
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:

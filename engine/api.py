@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.data.schema import with_flops
 
 from . import solvers
 from .batch import rows as result_rows
@@ -252,8 +253,8 @@ def tasks_from_frame(
     if unknown:
         raise ValueError(f"columns: {unknown} are not inputs of law {law.name!r} (it reads {law.inputs})")
     needed = {name: columns.get(name, name) for name in law.inputs}
-    if "flops" in needed and needed["flops"] not in frame.columns and {"params", "tokens"} <= set(frame.columns):
-        frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias(needed["flops"]))
+    if "flops" in needed and needed["flops"] not in frame.columns:
+        frame = with_flops(frame, needed["flops"])
     for role, column in list(needed.items()) + [("target", target)] + ([("weights", weights)] if weights else []):
         if column not in frame.columns:
             raise ValueError(

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.kernels.base import FLOPS_PER_PARAM_TOKEN, size_for_budget
 from lawfit.kernels.chinchilla import compute_optimal as chinchilla_optimal
 
 from .api import fit_many
@@ -96,7 +97,7 @@ class Design:
         centre = surface.d_opt(flops) * np.exp(np.log(first) + t * (np.log(last) - np.log(first)))
         k = GRIDS[self.grid]
         tokens = centre[:, None] * np.geomspace(1.0 / k, k, POINTS_PER_PROFILE)[None, :]
-        params = flops[:, None] / (6.0 * tokens)
+        params = size_for_budget(flops[:, None], tokens)
         loss = surface.loss(params, tokens)
         if self.noise > 0:
             loss = loss + self.noise * rng.standard_normal(loss.shape)
@@ -161,7 +162,7 @@ def run(
     x_star, _, status = vertex(theta[..., 0], theta[..., 1], theta[..., 2], spans[..., 0], spans[..., 1])
     ok = fit_ok & (status == "ok")
     log_c = np.broadcast_to(np.log(np.array(BUDGETS)), ok.shape)
-    log_d_star = log_c - np.log(6.0) - (centres + x_star)
+    log_d_star = log_c - np.log(FLOPS_PER_PARAM_TOKEN) - (centres + x_star)
     b2, intercept2, _ = power_law(log_c, log_d_star, ok)
     d2_eval = np.exp(intercept2 + b2 * np.log(EVALUATION_BUDGET))
     # As the Open-Athena study does: every vertex kept, also those outside the sampled range.

@@ -13,7 +13,9 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.data.schema import with_flops
 from lawfit.data.validate import find_issues
+from lawfit.kernels.base import training_flops
 from lawfit.kernels.chinchilla import compute_optimal as chinchilla_optimal
 
 from . import runner
@@ -80,10 +82,8 @@ def prepare_frame(frame: pl.DataFrame, job: FitJob) -> tuple[pl.DataFrame, list[
     kept as replicate measurements."""
     laws = [kernels.get(name) for name in job.laws]
     needed = sorted({name for law in laws for name in law.inputs} | {"value"})
-    if "flops" in needed and "flops" not in frame.columns and {"params", "tokens"} <= set(frame.columns):
-        frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
-    elif "flops" in frame.columns and {"params", "tokens"} <= set(frame.columns):
-        frame = frame.with_columns(pl.col("flops").fill_null(6.0 * pl.col("params") * pl.col("tokens")))
+    if "flops" in needed or "flops" in frame.columns:
+        frame = with_flops(frame)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         users = [law.name for law in laws if set(law.inputs) & set(missing)]
@@ -283,7 +283,7 @@ def predict(results: pl.DataFrame, values: Mapping[str, float], flops_budget: fl
             point = {"params": n_opt, "tokens": d_opt, "flops": flops_budget}
             out |= {"params_opt": n_opt, "tokens_opt": d_opt}
         if "flops" in law.inputs and "flops" not in point and {"params", "tokens"} <= set(point):
-            point["flops"] = 6.0 * point["params"] * point["tokens"]
+            point["flops"] = training_flops(point["params"], point["tokens"])
         absent = [name for name in law.inputs if name not in point]
         if flops_budget is not None and law.name != "chinchilla" and not values:
             out["prediction"] = None

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.data.schema import with_flops
 
 from . import runner
 from .cluster import ALONE, Share
@@ -81,9 +82,7 @@ def _prepared(frame: pl.DataFrame, spec: Leaderboard) -> pl.DataFrame:
     frame = frame.filter(
         pl.col("value").is_finite() & (pl.col("value") > 0) & (pl.col("params") > 0) & (pl.col("tokens") > 0)
     )
-    if "flops" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("flops"))
-    return frame.with_columns(pl.col("flops").fill_null(6.0 * pl.col("params") * pl.col("tokens")))
+    return with_flops(frame)
 
 
 def plan(frame: pl.DataFrame, spec: Leaderboard) -> tuple[list[Task], list[dict[str, Any]]]:

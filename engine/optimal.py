@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from lawfit import kernels
+from lawfit.kernels.base import FLOPS_PER_PARAM_TOKEN, size_for_budget, training_flops
 from lawfit.kernels.chinchilla import compute_optimal_frontier
 
 from .api import fit_many, tasks_from_frame
@@ -266,7 +267,7 @@ def _points(data: Any, columns: Mapping[str, str], group_by: Sequence[str]) -> t
         if column not in frame.columns:
             raise ValueError(f"group_by: missing column {column!r}; available columns: {frame.columns}")
     run = columns.get("run", "run_id")
-    six_nd = 6.0 * pl.col(name["params"]).cast(pl.Float64) * pl.col(name["tokens"]).cast(pl.Float64)
+    six_nd = training_flops(pl.col(name["params"]).cast(pl.Float64), pl.col(name["tokens"]).cast(pl.Float64))
     out = frame.select(
         *(pl.col(c) for c in group_by),
         pl.col(name["params"]).cast(pl.Float64).alias("params"),
@@ -394,7 +395,7 @@ def _approach2(units: list[_ProfileUnit], rows: pl.DataFrame, bootstrap: int) ->
             "n_opt": np.exp(log_n_star[0]),
             "n_opt_low": [low for low, _ in intervals],
             "n_opt_high": [high for _, high in intervals],
-            "d_opt": np.array(budgets) / (6.0 * np.exp(log_n_star[0])),
+            "d_opt": size_for_budget(np.array(budgets), np.exp(log_n_star[0])),
             "l_opt": l_star_all[0],
             "n_ref": [full[b].n_ref for b in budgets],
             # The sizes the parabola was fitted over (narrower than the profile with a window).
@@ -527,7 +528,7 @@ class _Frontier:
         if self.law is not None:
             alpha, beta = self.law["alpha"], self.law["beta"]
             g, a = compute_optimal_frontier(self.law["A"], self.law["B"], alpha, beta)
-            log_k = np.log(g) - a * np.log(6.0)  # N* = G (C/6)^a
+            log_k = np.log(g) - a * np.log(FLOPS_PER_PARAM_TOKEN)  # N* = G (C/6)^a
             return np.where(self.law_ok, a, np.nan), np.where(self.law_ok, log_k, np.nan)
         slope, intercept, _ = power_law(self.log_c, self.log_n, self.ok)
         return slope, intercept
@@ -568,7 +569,7 @@ class _Frontier:
         log_c = np.log(np.asarray(flops, dtype=np.float64))
         n_opt = np.exp(log_k[:, None] + a[:, None] * log_c[None, :])
         if self.law is not None:
-            d_opt = np.asarray(flops)[None, :] / (6.0 * n_opt)
+            d_opt = size_for_budget(np.asarray(flops)[None, :], n_opt)
             p = {k: np.asarray(v)[:, None] for k, v in self.law.items()}
             l_opt = p["E"] + p["A"] / n_opt ** p["alpha"] + p["B"] / d_opt ** p["beta"]
         elif self.loss_law:
@@ -595,9 +596,9 @@ class _Frontier:
                     "n_opt": _num(n_opt[0, j]),
                     "n_opt_low": _num(n_low),
                     "n_opt_high": _num(n_high),
-                    "d_opt": _num(c / (6.0 * n_opt[0, j])),
-                    "d_opt_low": _num(c / (6.0 * n_high)),
-                    "d_opt_high": _num(c / (6.0 * n_low)),
+                    "d_opt": _num(size_for_budget(c, n_opt[0, j])),
+                    "d_opt_low": _num(size_for_budget(c, n_high)),
+                    "d_opt_high": _num(size_for_budget(c, n_low)),
                     "l_opt": _num(l_opt[0, j]),
                     "l_opt_low": _num(l_low),
                     "l_opt_high": _num(l_high),

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lawfit.kernels.base import training_flops
+
 
 def _pyplot():
     try:
@@ -81,7 +83,7 @@ def _curve(law, theta, rows: pl.DataFrame, x_name: str) -> tuple[np.ndarray, np.
             other = "tokens" if x_name == "params" else "params"
             if rows[other].n_unique() > 1:
                 return None
-            columns.append(6.0 * grid * float(rows[other][0]))
+            columns.append(training_flops(grid, float(rows[other][0])))
         elif rows[name].n_unique() == 1:
             columns.append(np.full(grid.shape, float(rows[name][0])))
         else:

@@ -36,6 +36,20 @@ import numpy as np
 Array = jnp.ndarray
 MAX_GRID_STARTS = 1 << 16
 
+# Training compute of a dense transformer, C = 6 N D (Kaplan et al. 2020): the one place lawfit
+# converts between FLOPs, parameters and tokens.
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+def training_flops(params, tokens):
+    """C = 6 N D, for numbers, numpy arrays or Polars expressions."""
+    return FLOPS_PER_PARAM_TOKEN * params * tokens
+
+
+def size_for_budget(flops, other):
+    """D = C / (6 N) for a model of N = `other` parameters (or N = C / (6 D) for D = `other` tokens)."""
+    return flops / (FLOPS_PER_PARAM_TOKEN * other)
+
 
 @dataclasses.dataclass(frozen=True)
 class VarPro:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Law, Separable, VarPro
+from .base import FLOPS_PER_PARAM_TOKEN, Law, Separable, VarPro, size_for_budget
 
 
 def _lse3(u1, u2, u3):
@@ -69,8 +69,8 @@ def compute_optimal_frontier(A, B, alpha, beta):
 def compute_optimal(A, B, alpha, beta, flops):
     """(N*, D*) at the budgets `flops` on Chinchilla's frontier (`compute_optimal_frontier`)."""
     g, a = compute_optimal_frontier(A, B, alpha, beta)
-    n_opt = g * (np.asarray(flops) / 6.0) ** a
-    return n_opt, np.asarray(flops) / (6.0 * n_opt)
+    n_opt = g * (np.asarray(flops) / FLOPS_PER_PARAM_TOKEN) ** a
+    return n_opt, size_for_budget(np.asarray(flops), n_opt)
 
 
 def _chinchilla_derived(p):
@@ -190,13 +190,14 @@ def overtraining_predict(theta, feats):
     """
     a, b, eta, e_irr = theta[0], theta[1], theta[2], theta[3]
     log_n, log_d = feats[:, 0], feats[:, 1]
-    return a * jnp.exp(eta * log_n) + b * jnp.exp(eta * (0.5 * np.log(6.0) + log_d)) + e_irr
+    return a * jnp.exp(eta * log_n) + b * jnp.exp(eta * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + log_d)) + e_irr
 
 
 def _overtraining_basis(theta_nl, feats):
     eta = theta_nl[0]
     ones = jnp.ones_like(feats[:, 0])
-    return jnp.stack([jnp.exp(eta * feats[:, 0]), jnp.exp(eta * (0.5 * np.log(6.0) + feats[:, 1])), ones], axis=1)
+    log_d = 0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + feats[:, 1]
+    return jnp.stack([jnp.exp(eta * feats[:, 0]), jnp.exp(eta * log_d), ones], axis=1)
 
 
 overtraining = Law(

@@ -206,3 +206,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("lawfit: error: ")
+
+
+def test_flops_fall_back_to_six_nd_only_where_missing():
+    from lawfit.data.schema import with_flops
+    from lawfit.kernels.base import size_for_budget, training_flops
+
+    frame = pl.DataFrame({"params": [1e8, 2e9], "tokens": [2e9, 4e10]})
+    added = with_flops(frame)
+    assert added["flops"].to_list() == [1.2e18, 4.8e20]
+    measured = added.with_columns(pl.Series("flops", [5e18, None]))
+    assert with_flops(measured)["flops"].to_list() == [5e18, 4.8e20]  # a measured value is kept
+    assert with_flops(frame.drop("tokens")).columns == ["params"]  # nothing to compute from
+    assert with_flops(frame, "C")["C"].to_list() == [1.2e18, 4.8e20]
+    np.testing.assert_allclose(size_for_budget(training_flops(3e9, 6e10), 3e9), 6e10, rtol=1e-15)
