@@ -111,6 +111,36 @@ def test_rows_do_not_depend_on_bucket_merging(init, n_small, n_big):
     np.testing.assert_array_equal(alone["log10_cond"].to_numpy(), beside["log10_cond"].to_numpy()[:1])
 
 
+def _nine_parameter_task(index: int, n_points: int, law=None) -> lawfit.Task:
+    """A task of a 9-parameter formula law: more than `UNROLL_MAX`, so its lanes take the stacked pass."""
+    law = law or kernels.from_formula(
+        "c + a1*x^-b1 + a2*y^-b2 + a3*(x*y)^-b3 + d*log(x) + k*log(y)",
+        inputs=("x", "y"),
+        bounds={"c": (0, 5), "a1": (0, 50), "b1": (0, 1), "a2": (0, 50), "b2": (0, 1), "a3": (0, 50),
+                "b3": (0, 1), "d": (-1, 1), "k": (-1, 1)},
+    )  # fmt: skip
+    rng = np.random.default_rng(index)
+    x, y = 10 ** rng.uniform(0, 3, n_points), 10 ** rng.uniform(0, 3, n_points)
+    target = 1.5 + 10 * x**-0.3 + 20 * y**-0.4 + 5 * (x * y) ** -0.2 + rng.normal(0, 0.01, n_points)
+    inputs = np.stack([x, y], 1)
+    objective = Objective("squared", space="raw")
+    return lawfit.Task(law=law, inputs=inputs, target=target, objective=objective, init=8, seed=index)
+
+
+def test_stacked_rows_do_not_depend_on_bucket_merging():
+    """Laws of more than 8 free parameters sum each lane's products as matrix products over its
+    points: taken over all the padded points at once they rounded by the padded length (6 of this
+    task's 8 restarts ended elsewhere, at ~1e-14, beside larger tasks). They are summed 64 points at
+    a time, in point order."""
+    small = _nine_parameter_task(1, 60)
+    big = [_nine_parameter_task(100 + j, 100, small.law) for j in range(3)]
+    (merged,) = plan.group([plan.prepare(i, task) for i, task in enumerate([small, *big])], 8)
+    assert merged.n_pad > plan.bucket_size(60)
+    alone = lawfit.fit_many([small], keep_restarts=True)
+    beside = lawfit.fit_many([small, *big], keep_restarts=True)
+    assert _rows(alone) == _rows(beside.head(1))
+
+
 def test_a_short_tail_finishes_in_its_pool_unless_the_smaller_one_is_compiled(tmp_path, monkeypatch):
     """Moving a tail to a smaller pool costs a compile: a small job's tail stays where it is, unless
     the smaller program is compiled already or tails have spent about as much in larger pools."""

@@ -26,7 +26,7 @@ import numpy as np
 from ..objectives import residual_and_slope
 from ..types import Objective
 from .base import Evaluation
-from .linalg import UNROLL_MAX
+from .linalg import UNROLL_MAX, dot, point_sum
 
 # Pools whose rows hold at least this many restarts of one task (raced series of more than
 # `Tuning.shared_points` points, whose restarts must reach each checkpoint side by side) take the
@@ -40,6 +40,7 @@ from .linalg import UNROLL_MAX
 # parameters over 2,702 points: three laws 41 -> 14 s warm with one lane a group).
 STACKED_WIDTH = 2
 STACKED_GROUP = 8
+STACKED_CHUNK = 64
 
 
 def lane_groups(lanes: int, size: int) -> np.ndarray:
@@ -169,11 +170,17 @@ class Evaluator(eqx.Module):
                 s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
             else:
                 s, slope = residual_and_slope(self.objective, target, pred, coeff)
-            grad = jac @ (slope * s)
-            f = 0.5 * jnp.sum(s * s)
+            # Summed STACKED_CHUNK points at a time, in point order: the same however far the task
+            # is padded (one product over all the points rounded by the padded length).
             if not self.hessian:
-                return Evaluation(f, grad)
-            return Evaluation(f, grad, (jac * weight) @ jac.T)
+                grad, total = point_sum(
+                    lambda j, g, r: (j @ g, dot(r, r)), jac, slope * s, s, chunk=STACKED_CHUNK
+                )
+                return Evaluation(0.5 * total, grad)
+            grad, total, hess = point_sum(
+                lambda j, g, r, w: (j @ g, dot(r, r), (j * w) @ j.T), jac, slope * s, s, weight, chunk=STACKED_CHUNK
+            )
+            return Evaluation(0.5 * total, grad, hess)
 
         return jax.vmap(lane)(theta, task)
 

@@ -91,14 +91,21 @@ def quadratic(x, matrix):
 CHUNK = 8
 
 
-def point_sum(contribution, *arrays):
-    """sum over the points (the last axis of every array) of `contribution(*chunks)`, one chunk of
-    CHUNK points after another (padded points, of weight 0, add exact zeros)."""
+def point_sum(contribution, *arrays, chunk: int = CHUNK):
+    """sum over the points (the last axis of every array) of `contribution(*chunks)` (an array or a
+    tuple of arrays), one chunk of `chunk` points after another (padded points, of weight 0, add
+    exact zeros; chunks start at the same points however far the task is padded)."""
     n = arrays[0].shape[-1]
-    pad = -n % CHUNK
+    pad = -n % chunk
     if pad:
         arrays = tuple(jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) for a in arrays)
-    chunks = [jnp.moveaxis(a.reshape(a.shape[:-1] + (-1, CHUNK)), -2, 0) for a in arrays]  # [n_chunks, ..., CHUNK]
+    chunks = [jnp.moveaxis(a.reshape(a.shape[:-1] + (-1, chunk)), -2, 0) for a in arrays]  # [n_chunks, ..., chunk]
     first = contribution(*(c[0] for c in chunks))
-    total, _ = jax.lax.scan(lambda acc, cs: (acc + contribution(*cs), None), first, [c[1:] for c in chunks])
+    if chunks[0].shape[0] == 1:
+        return first
+
+    def add(total, parts):
+        return jax.tree.map(jnp.add, total, contribution(*parts)), None
+
+    total, _ = jax.lax.scan(add, first, [c[1:] for c in chunks])
     return total
