@@ -40,6 +40,9 @@ from .linalg import UNROLL_MAX, dot, point_sum
 # parameters over 2,702 points: three laws 41 -> 14 s warm with one lane a group).
 STACKED_WIDTH = 2
 STACKED_GROUP = 8
+# The stacked pass sums its matrix products STACKED_CHUNK points at a time, in point order, so a
+# lane's sums do not depend on how far its task is padded: long series take few scan steps, and a
+# series shorter than a chunk computes at most 63 padded zeros (ScaleBench warm 65.2 -> 67.0 s).
 STACKED_CHUNK = 64
 
 
@@ -173,9 +176,7 @@ class Evaluator(eqx.Module):
             # Summed STACKED_CHUNK points at a time, in point order: the same however far the task
             # is padded (one product over all the points rounded by the padded length).
             if not self.hessian:
-                grad, total = point_sum(
-                    lambda j, g, r: (j @ g, dot(r, r)), jac, slope * s, s, chunk=STACKED_CHUNK
-                )
+                grad, total = point_sum(lambda j, g, r: (j @ g, dot(r, r)), jac, slope * s, s, chunk=STACKED_CHUNK)
                 return Evaluation(0.5 * total, grad)
             grad, total, hess = point_sum(
                 lambda j, g, r, w: (j @ g, dot(r, r), (j * w) @ j.T), jac, slope * s, s, weight, chunk=STACKED_CHUNK
