@@ -378,9 +378,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
         buckets[(key, *shape)].append(item)
     # Small buckets of the same program merge upwards (padded to the larger shape) while the merged
     # batch stays cheap and mostly real work: a compile costs seconds, a few million padded
-    # lane-points a step cost milliseconds. Tables never merge: their sums round by the padded table
-    # (its rows and columns), so a task's rows would depend on the tasks beside it; their shapes are
-    # octaves already, and in the Hitchhiker bootstrap study merging changed no table's shape.
+    # lane-points a step cost milliseconds.
     merged: list[tuple[GroupKey, list[Prepared]]] = []
     open_group: dict[GroupKey, tuple[int, int, int, int]] = {}  # key -> (index in merged, real work, shape)
     order = sorted(
@@ -399,7 +397,7 @@ def group(prepared: list[Prepared], varpro_starts: int, screen_starts: int = 8) 
     for bucket in order:
         key, rows, length = bucket
         work = len(buckets[bucket]) * key.n_restarts * max(rows, 1) * length
-        if key in open_group and not key.tables:
+        if key in open_group:
             index, own, group_rows, group_length = open_group[key]
             members = merged[index][1] + buckets[bucket]
             rows, length = max(rows, group_rows), max(length, group_length)

@@ -141,18 +141,3 @@ def test_table_fits_do_not_depend_on_the_pool_or_the_batch():
     smaller = lawfit.fit_many(tasks, keep_restarts=True, progress=False, tuning=small).select(columns)
     assert smaller.to_dicts() == whole.to_dicts()
     assert [frame.to_dicts()[0] for frame in alone] == whole.to_dicts()[:2]
-
-
-def test_table_fits_do_not_depend_on_the_tables_beside_them():
-    """Table buckets never merge into larger tables: padded to a larger table (more rows and
-    columns), a task's table sums rounded otherwise, so its rows depended on the other tasks of its
-    job or chunk."""
-    rng = np.random.default_rng(8)
-    small = learning_curves(rng, n_sizes=3, n_steps=20, init=4)
-    large = [learning_curves(rng, n_sizes=5, n_steps=40, init=4) for _ in range(3)]
-    groups = plan.group([plan.prepare(i, t) for i, t in enumerate([small, *large])], 8)
-    assert [g.grid for g in groups] == [(4, 32), (8, 64)]  # each table its own padded shape
-    columns = ["objective", "status", "iterations", "restart_objective", "restart_params"]
-    alone = lawfit.fit_many([small], keep_restarts=True, progress=False).select(columns)
-    beside = lawfit.fit_many([small, *large], keep_restarts=True, progress=False).select(columns)
-    assert alone.to_dicts() == beside.head(1).to_dicts()
