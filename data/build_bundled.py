@@ -14,6 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
+from lawfit.kernels.base import size_for_budget
+
 from . import build_hitchhiker
 from .bundled import HERE
 from .schema import conform
@@ -25,7 +27,7 @@ def epoch_chinchilla(shared: Path) -> pl.DataFrame:
         pl.lit("chinchilla").alias("family"),
         pl.format("chinchilla-{}", pl.col("row")).alias("run_id"),
         pl.col("Model Size").alias("params"),
-        (pl.col("Training FLOP") / (6.0 * pl.col("Model Size"))).alias("tokens"),
+        size_for_budget(pl.col("Training FLOP"), pl.col("Model Size")).alias("tokens"),
         pl.col("Training FLOP").alias("flops"),
         pl.lit("loss").alias("metric"),
         pl.col("loss").alias("value"),

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import polars as pl
 
+from lawfit.kernels.base import FLOPS_PER_PARAM_TOKEN, training_flops
+
 from .schema import conform
 
 SIZE_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
@@ -129,7 +131,7 @@ def chinchilla(folder: Path) -> pl.DataFrame:
     frame = raw.select(
         pl.format("chin{}", rounded.cast(pl.Int64)).alias("run_id"),
         rounded.alias("params"),
-        (pl.col("Training FLOP") / 6.0 / rounded).alias("tokens"),
+        (pl.col("Training FLOP") / FLOPS_PER_PARAM_TOKEN / rounded).alias("tokens"),
         pl.col("Training FLOP").alias("flops"),
         pl.col("loss").alias("value"),
     ).filter(pl.col("tokens") != 0)
@@ -257,7 +259,7 @@ def overtrain(folder: Path) -> pl.DataFrame:
     frame = raw.select(
         pl.col("name").alias("run_id"),
         params.alias("params"),
-        (pl.col("flops").cast(pl.Float64) / 6.0 / params).alias("tokens"),
+        (pl.col("flops").cast(pl.Float64) / FLOPS_PER_PARAM_TOKEN / params).alias("tokens"),
         pl.col("flops").cast(pl.Float64).alias("flops"),
         _row_mean(losses).alias("value"),
         pl.col("dataset_name").replace_strict(OVERTRAIN_CORPUS).alias("corpus"),
@@ -465,6 +467,6 @@ def build(hitchhiker: Path, pythia_evals: Path) -> pl.DataFrame:
     frame = frame.with_columns(
         pl.coalesce("scaled_set", pl.format("{}:unscaled", pl.col("model_type"))).alias("family"),
         pl.lit("perf").alias("metric"),
-        pl.coalesce("flops", 6.0 * pl.col("params") * pl.col("tokens")).alias("flops"),
+        pl.coalesce("flops", training_flops(pl.col("params"), pl.col("tokens"))).alias("flops"),
     ).filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
     return conform(frame).sort("family", "run_id", "tokens", "step", nulls_last=True)

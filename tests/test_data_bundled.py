@@ -85,7 +85,7 @@ def test_hitchhiker_rebuilds_from_the_shared_release():
 
 
 @pytest.mark.skipif(not (SHARED / "hitchhiker").exists(), reason="../shared is not present")
-def test_hitchhiker_rows_do_not_depend_on_polars_threads():
+def test_hitchhiker_rows_do_not_depend_on_polars_threads(tmp_path):
     """Means over a row's loss columns add in one order: `pl.mean_horizontal`'s order followed Polars'
     thread count, and with one thread 127 rows of the rebuild differed in their last bits."""
     script = (
@@ -95,13 +95,12 @@ def test_hitchhiker_rows_do_not_depend_on_polars_threads():
         "frames = [source(Path(sys.argv[1])) for source in b.SOURCES]\n"
         "pl.concat(frames, how='diagonal_relaxed').write_ipc(sys.argv[2])\n"
     )
+    import polars as pl
+
     frames = []
     for threads in ("1", "2"):
-        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"lawfit-hitchhiker-{os.getpid()}-{threads}.arrow"
+        out = tmp_path / f"threads-{threads}.arrow"
         env = {**os.environ, "POLARS_MAX_THREADS": threads}
         subprocess.run([sys.executable, "-c", script, str(SHARED / "hitchhiker"), str(out)], check=True, env=env)
-        import polars as pl
-
         frames.append(pl.read_ipc(out))
-        out.unlink()
     assert frames[0].equals(frames[1])

@@ -169,19 +169,16 @@ class Evaluator(eqx.Module):
             feats, target, coeff = problems.feats[task], problems.target[task], problems.coeff[task]
             pred, jac = self._prediction_and_jacobian(tuple(full[i] for i in range(full.shape[0])), feats, True)
             jac = jnp.stack(jac)  # [n_free, n_points]
-            if self.hessian:
-                s, slope, weight = residual_and_slope(self.objective, target, pred, coeff, curvature=True)
-            else:
-                s, slope = residual_and_slope(self.objective, target, pred, coeff)
+            s, slope, *weight = residual_and_slope(self.objective, target, pred, coeff, curvature=self.hessian)
+
+            def sums(j, g, r, *w):  # one chunk's J s', s^T s and, given the weights w, J^T W J
+                out = (j @ g, dot(r, r))
+                return out + ((j * w[0]) @ j.T,) if w else out
+
             # Summed STACKED_CHUNK points at a time, in point order: the same however far the task
             # is padded (one product over all the points rounded by the padded length).
-            if not self.hessian:
-                grad, total = point_sum(lambda j, g, r: (j @ g, dot(r, r)), jac, slope * s, s, chunk=STACKED_CHUNK)
-                return Evaluation(0.5 * total, grad)
-            grad, total, hess = point_sum(
-                lambda j, g, r, w: (j @ g, dot(r, r), (j * w) @ j.T), jac, slope * s, s, weight, chunk=STACKED_CHUNK
-            )
-            return Evaluation(0.5 * total, grad, hess)
+            grad, total, *hess = point_sum(sums, jac, slope * s, s, *weight, chunk=STACKED_CHUNK)
+            return Evaluation(0.5 * total, grad, *hess)
 
         return jax.vmap(lane)(theta, task)
 
