@@ -141,3 +141,59 @@ def test_table_fits_do_not_depend_on_the_pool_or_the_batch():
     smaller = lawfit.fit_many(tasks, keep_restarts=True, progress=False, tuning=small).select(columns)
     assert smaller.to_dicts() == whole.to_dicts()
     assert [frame.to_dicts()[0] for frame in alone] == whole.to_dicts()[:2]
+
+
+def test_table_fits_do_not_depend_on_the_tables_beside_them():
+    """A small table merged into a group of larger ones is padded to their shape (more rows and
+    columns); every table sum is halved (`linalg.halving_sum`), so its rows are the same to the
+    bit as alone, where it is padded to its own shape."""
+    rng = np.random.default_rng(8)
+    small = learning_curves(rng, n_sizes=3, n_steps=20, init=4)
+    large = [learning_curves(rng, n_sizes=5, n_steps=40, init=4) for _ in range(3)]
+    alone = plan.group([plan.prepare(0, small)], 8)
+    beside = plan.group([plan.prepare(i, t) for i, t in enumerate([small, *large])], 8)
+    assert [g.grid for g in alone] == [(4, 32)]
+    assert [g.grid for g in beside] == [(8, 64)]  # merged, padded to the larger tables
+    columns = ["objective", "status", "iterations", "restart_objective", "restart_params"]
+    rows_alone = lawfit.fit_many([small], keep_restarts=True, progress=False).select(columns)
+    rows_beside = lawfit.fit_many([small, *large], keep_restarts=True, progress=False).select(columns)
+    assert rows_alone.to_dicts() == rows_beside.head(1).to_dicts()
+
+
+def test_halving_sums_ignore_zero_padding():
+    """`halving_sum` is the sum, and zero padding (to any length, power of two or not) leaves it
+    unchanged to the bit."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3, 5, 7))
+    halving_sum = solvers.linalg.halving_sum
+    for shape in [(3, 8, 32), (3, 6, 9), (3, 16, 8)]:
+        padded = np.zeros(shape)
+        padded[:, :5, :7] = x
+        for axes in [(1,), (2,), (1, 2)]:
+            halved = np.asarray(halving_sum(x, axes, np.zeros(())))
+            np.testing.assert_allclose(halved, x.sum(axis=axes), rtol=1e-14, atol=1e-14)
+            on_padded = np.asarray(halving_sum(padded, axes, np.zeros(())))
+            kept = tuple(slice(0, n) for n in halved.shape)
+            assert (on_padded[kept] == halved).all()
+
+
+@pytest.mark.parametrize(("n_sizes", "n_steps"), [(3, 20), (4, 300), (7, 33), (8, 700)])
+def test_table_sums_do_not_depend_on_the_padding(n_sizes, n_steps):
+    """f, g and J^T J of one pool row, its table padded to its own shape and to 2-4x the rows and
+    columns: the same to the bit (XLA's reductions and the dot product over the rows were not)."""
+    rng = np.random.default_rng(n_steps)
+    task = learning_curves(rng, n_sizes=n_sizes, n_steps=n_steps, init=4)
+    item = plan.prepare(0, task)
+    own = (plan.table_rows(item.distinct[0].size), plan.table_size(item.distinct[1].size))
+    key = plan.GroupKey(item.law, item.task.objective, item.free, "starts", item.n_starts, True)
+    theta = np.array([6.0, 6.8, 0.6, 0.34, 0.28]) + rng.normal(0, 0.1, (16, 5))
+    evaluator = solvers.GridEvaluator(item.law, item.free, width=16)
+    sums = []
+    for rows, columns in [(1, 1), (2, 1), (1, 2), (4, 4)]:
+        grp = plan.Group(key, plan.bucket_size(item.n_points), [item], (own[0] * rows, own[1] * columns))
+        problems = jax.jit(lambda b, law=grp.law: programs.problems(law, b))(plan.pack(grp, grp.members))
+        row = jax.jit(evaluator.lanes)(theta, np.zeros(16, np.int32), problems)
+        sums.append([np.asarray(getattr(row, name)) for name in ("f", "grad", "hess")])
+    for padded in sums[1:]:
+        for a, b in zip(padded, sums[0], strict=True):
+            assert (a == b).all()

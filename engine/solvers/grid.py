@@ -17,7 +17,9 @@ Hitchhiker data: 120,516 points, 8 sizes, 1,478 distinct token counts) shrink se
 f is summed cell by cell (exact, like the point sums). The row and column sums of counts * r, which
 the gradient needs, are expanded into products `x @ counts` of the row parts: summed cell by cell
 next to f, XLA on the CPU ran 6x slower; expanded, they cancel to ~1e-13 of their terms, far below
-what the solvers' tolerances can see.
+what the solvers' tolerances can see. Sums over cells and rows are taken by halving
+(`linalg.halving_sum`), so a table padded further (merged into a group of larger tables) gives the
+same sums to the bit.
 
 Written for ONE task (its restarts as the leading axis of theta, so the products are matrix
 products) and vmapped over the tasks.
@@ -30,19 +32,21 @@ import jax
 import jax.numpy as jnp
 
 from .base import Evaluation
+from .linalg import halving_sum, product_sum
 from .problem import Grid
 
 
 def _margins(grid: Grid) -> dict[str, jax.Array]:
     """ONE task's table margins: row and column weights and weighted target sums ([n_rows],
-    [n_columns]) and its total weight."""
+    [n_columns]) and its total weight, halved as every table sum is (`GridEvaluator._one`)."""
+    zero = 0.0 * grid.within
     weighted = grid.counts * grid.mean
     return {
-        "row_weight": grid.counts.sum(axis=1),
-        "column_weight": grid.counts.sum(axis=0),
-        "weight": grid.counts.sum(),
-        "row_target": weighted.sum(axis=1),
-        "column_target": weighted.sum(axis=0),
+        "row_weight": halving_sum(grid.counts, (1,)),
+        "column_weight": halving_sum(grid.counts, (0,)),
+        "weight": halving_sum(grid.counts, (0, 1)),
+        "row_target": halving_sum(weighted, (1,), zero),
+        "column_target": halving_sum(weighted, (0,), zero),
     }
 
 
@@ -107,30 +111,37 @@ class GridEvaluator(eqx.Module):
         (c0, d0), (row, d_row), (column, d_column) = _terms(self.law.separable, full, grid)
         level = c0[:, None] + row  # [restarts, n_rows]: prediction less the column term
         r = level[:, :, None] + column[:, None, :] - grid.mean[None]  # [restarts, n_rows, n_columns]
-        f = jnp.sum(grid.counts[None] * r * r, axis=(1, 2)) + grid.within
+        # Sums over the table's cells and rows are halved (`halving_sum`, `product_sum`), not XLA
+        # reductions or dot products, which round by the padded shape: a task's rows then do not
+        # depend on the tables padded beside it. The dot products along the columns add the padded
+        # columns' exact zeros last and measured the same to the bit at 1-4x the padding (tested).
+        # `zero`: a run-time zero that keeps products out of fused multiply-adds (see `halving_sum`;
+        # `within` is finite), also in the margins below.
+        zero = 0.0 * grid.within
+        f = halving_sum(grid.counts[None] * r * r, (1, 2), zero) + grid.within
 
         # The free parameters' derivatives along the rows and the columns ([restarts, n_rows] and
         # [restarts, n_columns]), each distinct array once (a term is often its own derivative).
         row_parts = _distinct([d_row[p] for p in self.free if p in d_row])
         column_parts = _distinct([d_column[p] for p in self.free if p in d_column])
-        # x @ counts for the row term and each row part: every sum that pairs a row part with a
-        # column part is then a dot product along the columns.
-        products = jnp.einsum("kRa,ab->kRb", jnp.stack([row, *row_parts]), grid.counts)
+        # x @ counts for the row term and each row part ([k, restarts, n_columns]): every sum that
+        # pairs a row part with a column part is then a dot product along the columns.
+        products = product_sum(jnp.stack([row, *row_parts])[..., None], grid.counts, -2, zero)
         # Sums of counts * r down each column and, less what pairs with the column term, along each
         # row (expanded, see the module docstring).
-        column_sum = (c0[:, None] + column) * margins["column_weight"] + products[0] - margins["column_target"]
-        row_sum = margins["row_weight"] * level - margins["row_target"]
+        column_sum = ((c0[:, None] + column) * margins["column_weight"] + zero) + products[0] - margins["column_target"]
+        row_sum = (margins["row_weight"] * level + zero) - margins["row_target"]
 
         # Every other sum is a dot product of a left and a right array along the columns (or rows):
         # all of them as one batched product each, not one small reduction apiece.
         column_weight = jnp.broadcast_to(margins["column_weight"], column.shape)
         column_left = [column_sum, column_weight, *(margins["column_weight"] * x for x in column_parts), *products[1:]]
         column_right = [jnp.ones_like(column), column, *column_parts]
-        along_columns = jnp.einsum("lRb,rRb->Rlr", jnp.stack(column_left), jnp.stack(column_right))
+        along_columns = _pairwise(column_left, column_right)
         row_weight = jnp.broadcast_to(margins["row_weight"], row.shape)
         row_left = [row_sum, row_weight, *(margins["row_weight"] * x for x in row_parts)]
         row_right = [jnp.ones_like(row), *row_parts]
-        along_rows = jnp.einsum("lRa,rRa->Rlr", jnp.stack(row_left), jnp.stack(row_right)) if row_parts else None
+        along_rows = _pairwise(row_left, row_right, zero) if row_parts else None
         total = along_columns[:, 0, 0]
 
         def column_slot(x):  # index of a column part in column_parts
@@ -179,6 +190,16 @@ class GridEvaluator(eqx.Module):
             for j in range(i, len(self.free)):
                 hess[i][j] = hess[j][i] = weighted(p, self.free[j])
         return Evaluation(f, grad, jnp.stack([jnp.stack(line, axis=-1) for line in hess], axis=-2))
+
+
+def _pairwise(left, right, zero=None):
+    """Every left array against every right one, summed along their last axis: lists of [restarts,
+    n] arrays -> [restarts, len(left), len(right)]. Halved (`product_sum`) given `zero`, else one
+    batched dot product."""
+    left, right = jnp.stack(left, axis=1), jnp.stack(right, axis=1)  # [restarts, l, n], [restarts, r, n]
+    if zero is None:
+        return jnp.einsum("Rln,Rrn->Rlr", left, right)
+    return product_sum(left[:, :, None, :], right[:, None, :, :], -1, zero)
 
 
 def _distinct(arrays):

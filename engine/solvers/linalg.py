@@ -109,3 +109,51 @@ def point_sum(contribution, *arrays, chunk: int = CHUNK):
 
     total, _ = jax.lax.scan(add, first, [c[1:] for c in chunks])
     return total
+
+
+def halving_sum(x, axes: tuple[int, ...], zero=None):
+    """Sum of x over `axes` by halving: each axis is zero-padded to a power of two, then its second
+    half is added elementwise to its first until one entry is left. A zero-padded array thus sums to
+    the last bit as its unpadded prefix (padding only adds exact zeros, at the top of the tree),
+    however far it was padded, where XLA's reductions and dot products round by the shape.
+
+    zero: a zero computed at run time (never a constant), added to every entry first. Where x is a
+    product, LLVM may fuse it into the first addition as a fused multiply-add, or not, depending on
+    how XLA split the fusions for the shape; once x + zero is the leaf, both ways give the product
+    rounded once, and every later addition adds sums."""
+    if zero is not None:
+        x = x + zero
+    for axis in sorted(axes, reverse=True):
+        n = x.shape[axis]
+        size = 1 << max(n - 1, 0).bit_length()
+        if size != n:
+            x = jnp.pad(x, [(0, size - n) if a == axis else (0, 0) for a in range(x.ndim)])
+        while size > 1:
+            size //= 2
+            x = jax.lax.slice_in_dim(x, 0, size, axis=axis) + jax.lax.slice_in_dim(x, size, 2 * size, axis=axis)
+        x = jnp.squeeze(x, axis)
+    return x
+
+
+def product_sum(a, b, axis: int, zero):
+    """`halving_sum(a * b, (axis,), zero)` (a and b broadcast against each other, `axis` counted
+    from the end, negative) without forming a * b: the first halving multiplies slices of a and b,
+    so XLA keeps the full product out of memory."""
+    n = max(a.shape[axis], b.shape[axis])
+    size = 1 << max(n - 1, 0).bit_length()
+
+    def padded(x):
+        if x.shape[axis] == 1 or x.shape[axis] == size:
+            return x
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (0, size - x.shape[axis])
+        return jnp.pad(x, pad)
+
+    def half(x, start):
+        return x if x.shape[axis] == 1 else jax.lax.slice_in_dim(x, start, start + size // 2, axis=axis % x.ndim)
+
+    a, b = padded(a), padded(b)
+    if size == 1:
+        return jnp.squeeze(a * b + zero, axis)
+    first = (half(a, 0) * half(b, 0) + zero) + (half(a, size // 2) * half(b, size // 2) + zero)
+    return halving_sum(first, (first.ndim + axis,))
