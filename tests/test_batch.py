@@ -188,10 +188,13 @@ def test_pool_ladder_shapes():
     assert [(k.rows, k.width) for k in keys] == [(4096, 1), (512, 1), (floor, 1)]
     grid_task = lawfit.tasks_from_frame(lawfit.datasets.load("epoch-chinchilla"), "chinchilla", init="grid")[0]
     (grp,) = plan.group([plan.prepare(0, grid_task)], 8)
+    # 4500 starts, a lane each; 240 points padded to 256 fill `lane_points` with 1,024 lanes.
+    lanes = tuning.lane_points // 256
+    assert lanes == 1024
     keys = pool_keys(grp, "lm", (), tuning)
-    assert [(k.rows, k.width) for k in keys] == [(4096, 1), (512, 1), (floor, 1)]  # 4500 starts, a lane each
+    assert [(k.rows, k.width) for k in keys] == [(lanes, 1), (max(lanes // 8, floor), 1)]
     keys = pool_keys(grp, "lm", (), tuning, Race())
-    assert [(k.rows, k.width) for k in keys] == [(1, 4096), (1, 512), (1, 64)]  # raced: one wide row, narrowing
+    assert [(k.rows, k.width) for k in keys] == [(1, lanes), (1, lanes // 8), (1, 64)]  # raced: one wide row, narrowing
 
 
 @pytest.mark.parametrize(("n", "padded"), [(1, 8), (8, 8), (9, 16), (24, 24), (65, 80), (256, 256), (257, 384),
