@@ -114,12 +114,22 @@ class Pool:
         self.parked = False  # a follower waiting, not running, for the lead to take its rows
         self.level = None  # index into keys; None until work arrives
         self.state = None
-        self.data = None
+        self._data = None
+        self.placed = None  # `data` on the devices as the current program takes it, once copied
         self.row_segment: list[Segment | None] = []
         self.row_task = np.zeros(0, np.int64)
         self.lane_restart = np.zeros((0, 0), np.int64)
         self.wanted = None  # the smaller program the tail would move to once it is worth a compile
         self.in_flight = False  # a call was launched and its results not read yet
+
+    @property
+    def data(self):
+        """The rows' task data (host arrays, `TaskBatch`); assigning it drops its device copy."""
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data, self.placed = value, None
 
     @property
     def key(self) -> programs.PoolKey:
@@ -205,7 +215,10 @@ class Pool:
         # refill, only stragglers to finish (a call costs ~1 ms of dispatch and host work).
         stretch = self.sizes[0] // self.sizes[self.level] if not self.queue else 1
         n_steps = np.int32(self.tuning.steps_per_call * stretch)
-        self.state = programs.pool(key)(self.state, self.data, mask, theta, n_steps, self.budget, self.pause_every)
+        program = programs.pool(key)
+        if self.placed is None:  # the rows' data changed: copied to the devices once, not every call
+            self.placed = program.place((self.state, self.data), 1)
+        self.state = program(self.state, self.placed, mask, theta, n_steps, self.budget, self.pause_every)
         if self.wanted is not None:
             extra = (self.lanes - self.sizes[self.wanted]) * key.fit.n_pad * int(n_steps)
             programs.TAIL_RENT[self.keys[self.wanted]] += extra

@@ -146,6 +146,14 @@ class Program:
         leaves = tuple(jax.tree.leaves(args))
         return jax.tree.unflatten(self.output_tree, self.compiled(*jax.device_put(leaves, self.shardings)))
 
+    def place(self, args: tuple, position: int):
+        """`args[position]` on the devices as this program takes it (host arrays copied once; a call
+        given the placed value copies nothing for it). `args`: the call's arguments, or ones of the
+        same structure up to `position`."""
+        first = sum(len(jax.tree.leaves(arg)) for arg in args[:position])
+        leaves, tree = jax.tree.flatten(args[position])
+        return jax.tree.unflatten(tree, jax.device_put(tuple(leaves), self.shardings[first : first + len(leaves)]))
+
 
 def _compiled(key, build, devices: tuple | None = None):
     """The program for `key`, compiled on first use: `build()` gives (function, example args, an
