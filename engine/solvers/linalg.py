@@ -123,7 +123,7 @@ def halving_sum(x, axes: tuple[int, ...], zero=None):
     rounded once, and every later addition adds sums."""
     if zero is not None:
         x = x + zero
-    for axis in sorted(axes, reverse=True):
+    for axis in sorted({a % x.ndim for a in axes}, reverse=True):
         n = x.shape[axis]
         size = 1 << max(n - 1, 0).bit_length()
         if size != n:
