@@ -177,6 +177,21 @@ def test_halving_sums_ignore_zero_padding():
             assert (on_padded[kept] == halved).all()
 
 
+def test_product_sums_are_halved_products():
+    """`product_sum` (slices multiplied in its first halving) gives `halving_sum` of the product to the
+    bit, for broadcast operands and lengths that are not powers of two, and the sum to rounding."""
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(size=(3, 4, 1, 37)), rng.normal(size=(3, 1, 5, 37))
+    zero = np.zeros(())
+    linalg = solvers.linalg
+    halved = np.asarray(linalg.halving_sum(a * b, (3,), zero))
+    assert (np.asarray(jax.jit(linalg.product_sum, static_argnums=2)(a, b, -1, zero)) == halved).all()
+    np.testing.assert_allclose(halved, (a * b).sum(axis=-1), rtol=1e-13, atol=1e-13)
+    rows, counts = rng.normal(size=(2, 3, 6, 1)), rng.uniform(size=(6, 16))
+    expected = np.einsum("kRa,ab->kRb", rows[..., 0], counts)
+    np.testing.assert_allclose(np.asarray(linalg.product_sum(rows, counts, -2, zero)), expected, rtol=1e-13)
+
+
 @pytest.mark.parametrize(("n_sizes", "n_steps"), [(3, 20), (4, 300), (7, 33), (8, 700)])
 def test_table_sums_do_not_depend_on_the_padding(n_sizes, n_steps):
     """f, g and J^T J of one pool row, its table padded to its own shape and to 2-4x the rows and
