@@ -36,10 +36,15 @@ from .linalg import halving_sum, product_sum
 from .problem import Grid
 
 
+def _run_time_zero(grid: Grid) -> jax.Array:
+    """A zero that neither XLA nor LLVM can fold (`within` is finite), for `halving_sum`."""
+    return 0.0 * grid.within
+
+
 def _margins(grid: Grid) -> dict[str, jax.Array]:
     """ONE task's table margins: row and column weights and weighted target sums ([n_rows],
     [n_columns]) and its total weight, halved as every table sum is (`GridEvaluator._one`)."""
-    zero = 0.0 * grid.within
+    zero = _run_time_zero(grid)
     weighted = grid.counts * grid.mean
     return {
         "row_weight": halving_sum(grid.counts, (1,)),
@@ -115,9 +120,8 @@ class GridEvaluator(eqx.Module):
         # reductions or dot products, which round by the padded shape: a task's rows then do not
         # depend on the tables padded beside it. The dot products along the columns add the padded
         # columns' exact zeros last and measured the same to the bit at 1-4x the padding (tested).
-        # `zero`: a run-time zero that keeps products out of fused multiply-adds (see `halving_sum`;
-        # `within` is finite), also in the margins below.
-        zero = 0.0 * grid.within
+        # `zero` keeps products out of fused multiply-adds (see `halving_sum`), as in the margins.
+        zero = _run_time_zero(grid)
         f = halving_sum(grid.counts[None] * r * r, (1, 2), zero) + grid.within
 
         # The free parameters' derivatives along the rows and the columns ([restarts, n_rows] and

@@ -111,6 +111,19 @@ def point_sum(contribution, *arrays, chunk: int = CHUNK):
     return total
 
 
+def _to_power_of_two(x, axis: int, size: int):
+    """x zero-padded along `axis` to `size` (a length-1 axis, which broadcasts, stays as it is)."""
+    if x.shape[axis] in (1, size):
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, size - x.shape[axis])
+    return jnp.pad(x, pad)
+
+
+def _power_of_two_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
 def halving_sum(x, axes: tuple[int, ...], zero=None):
     """Sum of x over `axes` by halving: each axis is zero-padded to a power of two, then its second
     half is added elementwise to its first until one entry is left. A zero-padded array thus sums to
@@ -124,10 +137,8 @@ def halving_sum(x, axes: tuple[int, ...], zero=None):
     if zero is not None:
         x = x + zero
     for axis in sorted({a % x.ndim for a in axes}, reverse=True):
-        n = x.shape[axis]
-        size = 1 << max(n - 1, 0).bit_length()
-        if size != n:
-            x = jnp.pad(x, [(0, size - n) if a == axis else (0, 0) for a in range(x.ndim)])
+        size = _power_of_two_at_least(x.shape[axis])
+        x = _to_power_of_two(x, axis, size)
         while size > 1:
             size //= 2
             x = jax.lax.slice_in_dim(x, 0, size, axis=axis) + jax.lax.slice_in_dim(x, size, 2 * size, axis=axis)
@@ -139,21 +150,13 @@ def product_sum(a, b, axis: int, zero):
     """`halving_sum(a * b, (axis,), zero)` (a and b broadcast against each other, `axis` counted
     from the end, negative) without forming a * b: the first halving multiplies slices of a and b,
     so XLA keeps the full product out of memory."""
-    n = max(a.shape[axis], b.shape[axis])
-    size = 1 << max(n - 1, 0).bit_length()
-
-    def padded(x):
-        if x.shape[axis] == 1 or x.shape[axis] == size:
-            return x
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (0, size - x.shape[axis])
-        return jnp.pad(x, pad)
+    size = _power_of_two_at_least(max(a.shape[axis], b.shape[axis]))
+    a, b = _to_power_of_two(a, axis, size), _to_power_of_two(b, axis, size)
+    if size == 1:
+        return jnp.squeeze(a * b + zero, axis)
 
     def half(x, start):
         return x if x.shape[axis] == 1 else jax.lax.slice_in_dim(x, start, start + size // 2, axis=axis % x.ndim)
 
-    a, b = padded(a), padded(b)
-    if size == 1:
-        return jnp.squeeze(a * b + zero, axis)
     first = (half(a, 0) * half(b, 0) + zero) + (half(a, size // 2) * half(b, size // 2) + zero)
-    return halving_sum(first, (first.ndim + axis,))
+    return halving_sum(first, (axis,))
