@@ -27,9 +27,13 @@ print(json.dumps({"count": programs.STATS.count, "loaded": programs.STATS.loaded
 """
 
 
-def _job(cache: str) -> dict:
+def _job(cache: str, version: str | None = None) -> dict:
+    """The job in a fresh process; `version` stands in for lawfit's source hash (an upgrade)."""
     env = dict(os.environ, LAWFIT_CACHE_DIR=cache)
-    out = subprocess.run([sys.executable, "-c", JOB], env=env, capture_output=True, text=True, check=True, timeout=600)
+    prelude = f"from lawfit.batch import archive; archive._source_hash = lambda: {version!r}\n" if version else ""
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + JOB], env=env, capture_output=True, text=True, check=True, timeout=600
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -55,6 +59,16 @@ def test_fresh_process_loads_archived_programs_with_identical_rows(tmp_path):
     fourth = _job(str(tmp_path))
     assert fourth["loaded"] == fourth["count"] == first["count"] and not fourth["scipy"]
     assert fourth["objective"] == first["objective"] and fourth["params"] == first["params"]
+
+
+def test_every_version_archives_its_executables(tmp_path):
+    # A program whose HLO an upgrade leaves unchanged compiles under a new XLA cache key in each
+    # version, so each version archives its executable (before, the third version found both of
+    # its cache keys taken by the first two and archived none).
+    runs = [_job(str(tmp_path), version) for version in ("v1", "v2", "v3")]
+    assert len({run["count"] for run in runs}) == 1
+    assert len(list((tmp_path / "lawfit-programs").glob("*.xla"))) == 3 * runs[0]["count"]
+    assert all(run["objective"] == runs[0]["objective"] for run in runs)
 
 
 def _key(law):

@@ -211,13 +211,28 @@ def compiler_options(platform: str) -> dict:
     return dict(CPU_OPTIONS) if platform == "cpu" else {}
 
 
+def lower(name: str | None, exported: jax.export.Exported, leaves) -> jax.stages.Lowered:
+    """`exported` lowered for `leaves`, its module named after the archive name `name`: the XLA cache
+    key then differs from one lawfit version to the next, so a version's first compile of a program
+    is a real compile whose executable can be archived. (Under one name for all versions, a
+    program's HLO unchanged by an upgrade was an XLA-cache hit, which cannot be archived: from the
+    third version on such programs were loaded from their exports only.)"""
+
+    def call(*args):
+        return exported.call(*args)
+
+    if name is not None:
+        call.__name__ = call.__qualname__ = f"lawfit_{name}"
+    return jax.jit(call).lower(*leaves)
+
+
 def compile_and_keep(name: str | None, lowered: jax.stages.Lowered, platform: str = "cpu") -> jax.stages.Compiled:
     """`lowered.compile()` with `compiler_options(platform)`, its executable archived as `name` when
     it was compiled here. One that the XLA cache gave back serializes without its code (it fails
     when run), so it is not kept; instead the program is compiled once more under another cache
     key and that one is archived, so that later processes load it rather than lowering it again
-    (~0.1-0.3 s a program each: the case after an upgrade of lawfit leaves a program's HLO, and so
-    its XLA cache entry, as it was)."""
+    (~0.1-0.3 s a program each: the case of an archived executable lost or unreadable while the XLA
+    cache still holds the program)."""
     options = compiler_options(platform)
     _LOCAL.cache_hit = False
     compiled = lowered.compile(compiler_options=options or None)

@@ -187,7 +187,7 @@ def _compiled(key, build, devices: tuple | None = None):
 
             exported = jax.export.export(jax.jit(flat))(*leaves)
             archive.save(name, exported)
-        compiled = archive.compile_and_keep(name, jax.jit(exported.call).lower(*leaves), devices[0].platform)
+        compiled = archive.compile_and_keep(name, archive.lower(name, exported, leaves), devices[0].platform)
     program = Program(compiled, output_tree)
     STATS.add(time.perf_counter() - start, loaded)
     with _LOCK:
