@@ -105,6 +105,22 @@ def test_fingerprints_name_lawfit_code_only():
     assert archive.fingerprint(_key(one), devices) != archive.fingerprint(_key(other), devices)
 
 
+def test_prefetch_loads_archived_programs_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "DIRECTORY", tmp_path)
+    fit = programs.Fit(kernels.get("chinchilla"), Objective(), tuple(range(5)), 40)  # a shape no other test uses
+    archived, other = (programs.PoolKey(fit, "lm", (), rows, 1) for rows in (128, 256))
+    programs.pool(archived)  # compiled here, so archived
+    assert archive.has_executable(archive.fingerprint(archived, programs.lane_devices(archived)))
+    monkeypatch.delitem(programs._COMPILED, archived)
+    loaded = programs.STATS.loaded
+    loads = programs.prefetch([archived, other])
+    assert len(loads) == 1
+    loads[0].result()
+    # Loaded in the background; the program not archived is not compiled ahead of its use.
+    assert programs.is_compiled(archived) and not programs.is_compiled(other)
+    assert programs.STATS.loaded == loaded + 1
+
+
 def test_unreadable_archive_file_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(archive, "DIRECTORY", tmp_path)
     (tmp_path / "abc.jaxexport").write_bytes(b"not an export")

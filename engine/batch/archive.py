@@ -168,6 +168,11 @@ def has(name: str | None) -> bool:
     return _executable_path(name).is_file() or (DIRECTORY / f"{name}.jaxexport").is_file()
 
 
+def has_executable(name: str | None) -> bool:
+    """Whether the compiled program `name` is archived for this machine."""
+    return DIRECTORY is not None and name is not None and _executable_path(name).is_file()
+
+
 def load_executable(name: str | None, devices: tuple) -> jax.stages.Compiled | None:
     """The compiled program `name` for `devices`, or None (no archive, not saved, or unreadable)."""
     if DIRECTORY is None or name is None:

@@ -114,17 +114,27 @@ def starts_for(grp: Group, batch: TaskBatch, tuning: Tuning) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _check_batches(grp: Group, tuning: Tuning) -> list[tuple[int, int, int]]:
+    n_tasks = len(grp.members)
+    return list(_in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks))
+
+
+def check_keys(grp: Group, tuning: Tuning) -> list[programs.CheckKey]:
+    """The conditioning check's programs for `grp`, one a batch (`diagnose`)."""
+    check_fit = dataclasses.replace(fit_of(grp), table=None)
+    return [programs.CheckKey(check_fit, size) for _, _, size in _check_batches(grp, tuning)]
+
+
 def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning) -> Outcome:
     """The conditioning check at each task's best restart (over the points, in batches)."""
     n_tasks = results.objective.shape[0]
     ranked = np.where(np.isfinite(results.objective), results.objective, np.inf)
     best = results.theta[np.arange(n_tasks), np.argmin(ranked, axis=1)]
     points = batch.points_only()
-    check_fit = dataclasses.replace(fit_of(grp), table=None)
     parts = []
-    for first, last, size in _in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks):
+    for (first, last, size), key in zip(_check_batches(grp, tuning), check_keys(grp, tuning), strict=True):
         index = np.minimum(np.arange(first, first + size), last - 1)
-        found = programs.check(programs.CheckKey(check_fit, size))(points.take(index), best[index])
+        found = programs.check(key)(points.take(index), best[index])
         parts.append([np.asarray(item)[: last - first] for item in found])
     scaled, sensitivity = (np.concatenate(column) for column in zip(*parts, strict=True))
     cond, null_share = conditioning(scaled)
@@ -141,9 +151,11 @@ class Runner:
         self.pools: dict[tuple, list[pool.Pool]] = {}
 
     def add(self, grp: Group, done) -> None:
+        keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
+        # Archived programs load in the background while the starts are found and the first calls run.
+        programs.prefetch([*keys[:1], *dict.fromkeys(check_keys(grp, self.tuning)), *keys[1:]])
         batch = pack(grp, grp.members)
         starts = starts_for(grp, batch, self.tuning)
-        keys = pool_keys(grp, self.solver, self.options, self.tuning, self.race)
         twins = self.pools.get(tuple(keys))
         if twins is None:
             lead = pool.Pool(keys, self.tuning, self.max_steps, self.progress, self.race)
