@@ -150,8 +150,9 @@ class Program:
         self.shardings = compiled.input_shardings[0]
 
     def __call__(self, *args):
-        leaves = tuple(jax.tree.leaves(args))
-        return jax.tree.unflatten(self.output_tree, self.compiled(*jax.device_put(leaves, self.shardings)))
+        # The compiled call places host arrays itself (by `shardings`) and takes its own outputs
+        # as they are; an explicit `jax.device_put` first cost ~15 % of a bulk job's host thread.
+        return jax.tree.unflatten(self.output_tree, self.compiled(*jax.tree.leaves(args)))
 
     def place(self, args: tuple, position: int):
         """`args[position]` on the devices as this program takes it (host arrays copied once; a call
