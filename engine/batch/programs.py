@@ -110,13 +110,18 @@ _KEY_LOCKS: collections.defaultdict[object, threading.Lock] = collections.defaul
 # Loads archived programs in the background (`prefetch`). Deserializing an executable runs mostly
 # outside the GIL (~45 ms for a Chinchilla pool program on the 2-core CPU).
 _LOADER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="lawfit-load")
+_LOADING: set[concurrent.futures.Future] = set()
 # Per pool program not compiled yet: the lane-point-steps that job tails in this process spent in
 # larger pools while it would have held them (`pool.Pool` compiles it once this is about a compile).
 TAIL_RENT: collections.Counter = collections.Counter()
 
 
 def clear() -> None:
-    """Drop every compiled program of this process (and the tails' rent towards new ones)."""
+    """Drop every compiled program of this process (and the tails' rent towards new ones), once
+    the background loads under way (`prefetch`) are done."""
+    with _LOCK:
+        loading = list(_LOADING)
+    concurrent.futures.wait(loading)
     with _LOCK:
         _COMPILED.clear()
         TAIL_RENT.clear()
@@ -222,7 +227,11 @@ def prefetch(keys) -> list[concurrent.futures.Future]:
     for key in keys:
         devices = lane_devices(key) if isinstance(key, PoolKey) else task_devices(key.n_tasks)
         if not is_compiled(key) and archive.has_executable(archive.fingerprint(key, devices)):
-            loads.append(_LOADER.submit(make[type(key)], key))
+            load = _LOADER.submit(make[type(key)], key)
+            with _LOCK:
+                _LOADING.add(load)
+            load.add_done_callback(_LOADING.discard)
+            loads.append(load)
     return loads
 
 
