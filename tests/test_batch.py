@@ -263,3 +263,22 @@ def test_draws_screen_takes_each_blocks_best_start_that_can_move_every_parameter
     grad[0, 7] = [nan, 1.0]  # block 2 (2 draws and padding): neither is usable; the lower f
     order = np.asarray(programs._best_of_blocks(ranked, grad, 3))
     assert order.tolist() == [[2, 5, 7]]
+
+
+def test_a_segment_hands_out_the_same_fits_in_one_go_as_task_by_task():
+    from lawfit.batch.pool import Segment
+
+    rng = np.random.default_rng(0)
+    for n_restarts in (1, 3, 8):
+        one, other = (Segment(None, np.zeros((9, n_restarts, 2)), lambda _: None) for _ in range(2))
+        while one.pending:
+            n = int(rng.integers(1, 12))
+            tasks, restarts = one.take(n)
+            expected = []  # what the task-by-task loop loads into n free rows
+            while len(expected) < n and other.first_pending < other.n_tasks:
+                task = other.first_pending
+                loaded = other.load(np.arange(min(n - len(expected), n_restarts)), task)
+                expected += [(task, int(r)) for r in loaded]
+            assert list(zip(tasks.tolist(), restarts.tolist(), strict=True)) == expected
+            assert one.first_pending == other.first_pending and (one.next_restart == other.next_restart).all()
+        assert one.take(5)[0].size == 0

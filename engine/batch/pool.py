@@ -77,9 +77,30 @@ class Segment:
         count = min(lanes.size, self.n_restarts - self.next_restart[task])
         restarts = np.arange(self.next_restart[task], self.next_restart[task] + count)
         self.next_restart[task] += count
+        self._advance()
+        return restarts
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The queue's next `n` (task, restart) fits in order, or as many as are left: (tasks [k],
+        restarts [k]); advances the queue. The fits `load` would give task after task, in one go."""
+        first = self.first_pending
+        left = self.n_restarts - self.next_restart[first : first + n]  # each task has >= 1 fit left
+        if not left.size:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ends = np.cumsum(left)
+        last = min(int(np.searchsorted(ends, n)), left.size - 1)  # the task holding the n-th fit
+        counts = left[: last + 1].copy()
+        counts[-1] -= max(int(ends[last]) - n, 0)
+        tasks = np.repeat(np.arange(first, first + last + 1), counts)
+        within = np.arange(tasks.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        restarts = self.next_restart[tasks] + within
+        self.next_restart[first : first + last + 1] += counts
+        self._advance()
+        return tasks, restarts
+
+    def _advance(self) -> None:
         while self.first_pending < self.n_tasks and self.next_restart[self.first_pending] >= self.n_restarts:
             self.first_pending += 1
-        return restarts
 
 
 class Pool:
@@ -185,24 +206,25 @@ class Pool:
         empty = collections.deque(np.flatnonzero(self.row_task < 0).tolist())
         for segment in self.queue:
             placed_rows, placed_tasks = [], []
-            while empty and segment.first_pending < segment.n_tasks:
-                task = segment.first_pending
-                if key.width == 1:
-                    # One restart a row: a run of empty rows takes the task's next restarts at once.
-                    restarts = segment.load(np.arange(min(len(empty), segment.n_restarts)), task)
-                    rows = np.array([empty.popleft() for _ in restarts])
-                    self.row_task[rows] = task
-                    for row in rows:
-                        self.row_segment[row] = segment
-                    self.lane_restart[rows, 0] = restarts
-                    mask[rows, 0] = True
-                    theta[rows, 0] = segment.starts[task, restarts]
-                else:
-                    rows = np.array([empty.popleft()])
-                    restarts = segment.load(np.arange(key.width), task)
-                    self._put(rows[0], segment, task, np.arange(restarts.size), restarts, mask, theta)
+            if key.width == 1 and empty:
+                # One restart a row: the empty rows take the queue's next fits, in order, at once.
+                tasks, restarts = segment.take(len(empty))
+                rows = np.array([empty.popleft() for _ in range(tasks.size)], np.int64)
+                self.row_task[rows] = tasks
+                for row in rows.tolist():
+                    self.row_segment[row] = segment
+                self.lane_restart[rows, 0] = restarts
+                mask[rows, 0] = True
+                theta[rows, 0] = segment.starts[tasks, restarts]
                 placed_rows.append(rows)
-                placed_tasks.append(np.full(rows.size, task))
+                placed_tasks.append(tasks)
+            while key.width > 1 and empty and segment.first_pending < segment.n_tasks:
+                # A row of lanes takes the next task and its next restarts.
+                task, row = segment.first_pending, empty.popleft()
+                restarts = segment.load(np.arange(key.width), task)
+                self._put(row, segment, task, np.arange(restarts.size), restarts, mask, theta)
+                placed_rows.append(np.array([row]))
+                placed_tasks.append(np.array([task]))
             if placed_rows:
                 rows, tasks = np.concatenate(placed_rows), np.concatenate(placed_tasks)
                 self.data = _assign(self.data, rows, segment.batch.take(tasks))
