@@ -14,6 +14,7 @@ import numpy as np
 
 from lawfit import kernels
 
+from .solvers.linalg import power_of_two_at_least
 from .types import Objective, Status, Task
 
 
@@ -246,10 +247,6 @@ def prepare(index: int, task: Task) -> Prepared:
     return Prepared(index, task, law, inputs, target, weights, free, theta_fixed, init_kind, starts, n_random)
 
 
-def _power_of_two_at_least(n: int) -> int:
-    return 1 << (max(int(n), 1) - 1).bit_length()
-
-
 def bucket_size(n_points: int) -> int:
     """Pad length for a task of `n_points`: multiples of 8 up to 64, of 16 up to 256, then half
     octaves (1 or 1.5 x a power of two), so few programs get compiled while padding stays small
@@ -260,7 +257,7 @@ def bucket_size(n_points: int) -> int:
         return -(-n // 8) * 8
     if n <= 256:
         return -(-n // 16) * 16
-    power = _power_of_two_at_least(n)
+    power = power_of_two_at_least(n)
     return power * 3 // 4 if n <= power * 3 // 4 else power
 
 
@@ -329,12 +326,12 @@ def table_size(n_values: int) -> int:
     """Padded length of a table's column axis: a power of two, at least 16. Each table shape is a
     compiled program (~1-3 s on the 2-core CPU) and a job's families have many checkpoint counts;
     a padded cell costs ~0.5 ns a lane-step, so octaves cost less than the compiles they save."""
-    return max(16, _power_of_two_at_least(n_values))
+    return max(16, power_of_two_at_least(n_values))
 
 
 def table_rows(n_values: int) -> int:
     """Padded length of a table's row axis (model sizes): a power of two, at least 4."""
-    return max(4, _power_of_two_at_least(n_values))
+    return max(4, power_of_two_at_least(n_values))
 
 
 # Lanes x padded points (or table cells) up to which buckets of one program are merged into one batch,

@@ -225,8 +225,7 @@ def prefetch(keys) -> list[concurrent.futures.Future]:
     make = {PoolKey: pool, StartKey: starts, CheckKey: check}
     loads = []
     for key in keys:
-        devices = lane_devices(key) if isinstance(key, PoolKey) else task_devices(key.n_tasks)
-        if not is_compiled(key) and archive.has_executable(archive.fingerprint(key, devices)):
+        if not is_compiled(key) and archive.has_executable(archive.fingerprint(key, program_devices(key))):
             load = _LOADER.submit(make[type(key)], key)
             with _LOCK:
                 _LOADING.add(load)
@@ -337,6 +336,12 @@ def task_devices(n_tasks: int) -> tuple:
     return devices if n_tasks % len(devices) == 0 else devices[:1]
 
 
+def program_devices(key) -> tuple:
+    """The devices the program `key` runs on: a pool's `lane_devices`, a per-task program's
+    `task_devices`."""
+    return lane_devices(key) if isinstance(key, PoolKey) else task_devices(key.n_tasks)
+
+
 def _shard_map(fn, mesh, in_specs, out_specs):
     # Each device runs its own copy of the loop on its lanes: no communication between them.
     try:
@@ -362,7 +367,7 @@ def _split(fn, args, devices: tuple, in_specs, out_specs):
 def _per_task(key, fn, args, output):
     """The per-task program `fn(*args)` for `key`, its tasks (every argument's and output's leading
     axis) split over `task_devices`."""
-    devices = task_devices(key.n_tasks)
+    devices = program_devices(key)
     specs = tuple(P("lanes") for _ in args)
     return _compiled(key, lambda: (*_split(fn, args, devices, specs, P("lanes")), output), devices)
 
@@ -398,7 +403,7 @@ def pool(key: PoolKey):
         specs = (lanes, rows, lanes, lanes, P(), P(), P())
         return *_split(step, args, lane_devices(key), specs, lanes), args[0]
 
-    return _compiled(key, build, lane_devices(key))
+    return _compiled(key, build, program_devices(key))
 
 
 def starts(key: StartKey):

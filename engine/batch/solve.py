@@ -114,15 +114,17 @@ def starts_for(grp: Group, batch: TaskBatch, tuning: Tuning) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _check_batches(grp: Group, tuning: Tuning) -> list[tuple[int, int, int]]:
+def _check_batches(grp: Group, tuning: Tuning) -> list[tuple[int, int, programs.CheckKey]]:
+    """The conditioning check's batches for `grp`: (first task, last task, program)."""
     n_tasks = len(grp.members)
-    return list(_in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks))
+    check_fit = dataclasses.replace(fit_of(grp), table=None)
+    batches = _in_batches(_batched(n_tasks, grp.n_pad, tuning), n_tasks)
+    return [(first, last, programs.CheckKey(check_fit, size)) for first, last, size in batches]
 
 
 def check_keys(grp: Group, tuning: Tuning) -> list[programs.CheckKey]:
     """The conditioning check's programs for `grp`, one a batch (`diagnose`)."""
-    check_fit = dataclasses.replace(fit_of(grp), table=None)
-    return [programs.CheckKey(check_fit, size) for _, _, size in _check_batches(grp, tuning)]
+    return [key for _, _, key in _check_batches(grp, tuning)]
 
 
 def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning) -> Outcome:
@@ -132,8 +134,8 @@ def diagnose(grp: Group, batch: TaskBatch, results: pool.Results, tuning: Tuning
     best = results.theta[np.arange(n_tasks), np.argmin(ranked, axis=1)]
     points = batch.points_only()
     parts = []
-    for (first, last, size), key in zip(_check_batches(grp, tuning), check_keys(grp, tuning), strict=True):
-        index = np.minimum(np.arange(first, first + size), last - 1)
+    for first, last, key in _check_batches(grp, tuning):
+        index = np.minimum(np.arange(first, first + key.n_tasks), last - 1)
         found = programs.check(key)(points.take(index), best[index])
         parts.append([np.asarray(item)[: last - first] for item in found])
     scaled, sensitivity = (np.concatenate(column) for column in zip(*parts, strict=True))

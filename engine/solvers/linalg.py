@@ -120,8 +120,9 @@ def _to_power_of_two(x, axis: int, size: int):
     return jnp.pad(x, pad)
 
 
-def _power_of_two_at_least(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
+def power_of_two_at_least(n: int) -> int:
+    """The smallest power of two >= n (at least 1)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def halving_sum(x, axes: tuple[int, ...], zero=None):
@@ -137,7 +138,7 @@ def halving_sum(x, axes: tuple[int, ...], zero=None):
     if zero is not None:
         x = x + zero
     for axis in sorted({a % x.ndim for a in axes}, reverse=True):
-        size = _power_of_two_at_least(x.shape[axis])
+        size = power_of_two_at_least(x.shape[axis])
         x = _to_power_of_two(x, axis, size)
         while size > 1:
             size //= 2
@@ -150,7 +151,7 @@ def product_sum(a, b, axis: int, zero):
     """`halving_sum(a * b, (axis,), zero)` (a and b broadcast against each other, `axis` counted
     from the end, negative) without forming a * b: the first halving multiplies slices of a and b,
     so XLA keeps the full product out of memory."""
-    size = _power_of_two_at_least(max(a.shape[axis], b.shape[axis]))
+    size = power_of_two_at_least(max(a.shape[axis], b.shape[axis]))
     a, b = _to_power_of_two(a, axis, size), _to_power_of_two(b, axis, size)
     if size == 1:
         return jnp.squeeze(a * b + zero, axis)
