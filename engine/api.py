@@ -22,7 +22,7 @@ from .batch import rows as result_rows
 from .batch.solve import Runner
 from .batch.tuning import DEFAULT as DEFAULT_TUNING
 from .batch.tuning import Tuning
-from .plan import TaskError, group, prepare, varpro_or_grid
+from .plan import TaskError, group, plainly_valid, prepare, varpro_or_grid
 from .progress import Progress
 from .types import Objective, Race, Task
 
@@ -166,9 +166,10 @@ def fit_chunks(
     def open_chunk(tasks: Sequence[Task]) -> _Chunk:
         chunk = _Chunk()
         prepared = []
+        valid = plainly_valid(tasks)
         for index, task in enumerate(tasks):
             try:
-                prepared.append(prepare(index, task))
+                prepared.append(prepare(index, task, valid[index]))
             except TaskError as err:
                 chunk.failed.append({"_index": index} | result_rows.failed(task, err.status, str(err), solver))
             except ValueError as err:

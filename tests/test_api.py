@@ -132,6 +132,32 @@ def test_bad_task_gets_status_and_never_sinks_the_batch(mutate, status, message)
         lawfit.fit("chinchilla", mutate(_chinchilla_frame()), init="varpro")
 
 
+def test_checks_in_bulk_pass_exactly_the_tasks_that_pass_one_by_one():
+    """`plan.plainly_valid` checks a chunk's values together; a task it passes must pass every check
+    of `prepare`, and the plainly good ones must not be sent to the slow checks."""
+    from lawfit import plan
+
+    (task,) = lawfit.tasks_from_frame(_chinchilla_frame(), "chinchilla")
+    rows = np.arange(task.target.shape[0])
+    variants = [
+        task,
+        dataclasses.replace(task, target=np.where(rows == 3, np.nan, task.target)),
+        dataclasses.replace(task, target=-task.target),
+        dataclasses.replace(task, inputs=np.where(rows[:, None] == 2, 0.0, task.inputs)),
+        dataclasses.replace(task, inputs=np.where(rows[:, None] == 1, -np.inf, task.inputs)),
+        dataclasses.replace(task, objective=Objective("squared", space="raw"), target=-task.target),
+        dataclasses.replace(task, inputs=task.inputs[:0], target=task.target[:0]),
+        task,
+    ]
+    bulk = plan.plainly_valid(variants)
+    law = lawfit.laws.get("chinchilla")
+    alone = [bool(t.target.size) and plan._plainly_valid(law, t.objective, t.inputs, t.target) for t in variants]
+    assert bulk.tolist() == alone == [True, False, False, False, False, True, False, True]
+    # Not plainly shaped (a list, an unknown law): left to `prepare`'s own checks.
+    assert not plan.plainly_valid([dataclasses.replace(task, inputs=task.inputs.tolist())]).any()
+    assert not plan.plainly_valid([dataclasses.replace(task, law="chinchila")]).any()
+
+
 def test_configuration_errors_name_the_problem():
     frame = _chinchilla_frame()
     with pytest.raises(ValueError, match="unknown law 'chinchila'"):
