@@ -14,9 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import solvers
-from .plan import SCREEN_DRAWS
-
 SOLVER_HELP = (
     "batched solver (lm: Levenberg-Marquardt on the residuals; lbfgs: Optax L-BFGS with a per-lane line search)"
 )
@@ -27,13 +24,13 @@ def enable_compile_cache() -> None:
     recompile."""
     import jax
 
-    cache = os.environ.get("LAWFIT_CACHE_DIR", str(Path.home() / ".cache" / "lawfit" / "jax"))
-    jax.config.update("jax_compilation_cache_dir", cache)
+    from .batch import archive, warm
+
+    cache = warm.cache_directory()
+    jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from .batch import archive
-
-    archive.enable(Path(cache) / "lawfit-programs")
+    archive.enable(warm.programs_directory())
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:
@@ -798,6 +795,9 @@ class _ShowDefaults(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import solvers
+    from .plan import SCREEN_DRAWS
+
     parser = argparse.ArgumentParser(prog="lawfit", description="Fit scaling laws in bulk.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1018,7 +1018,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `lawfit` command: `main` on the command line's arguments, then exit."""
+    """The `lawfit` command: `main` on the command line's arguments, then exit. The programs this
+    command line loaded the last time start loading first, while the rest of lawfit imports
+    (`batch.warm`)."""
+    from .batch import warm
+
+    warm.start(sys.argv[1:], warm.programs_directory())
     code = main()
     # Nothing is left to collect: the interpreter's last collections over jax's heap took 0.1-0.2 s
     # of every command.

@@ -1,6 +1,8 @@
 """fit / fit_many behaviour: bad input, batched status codes, restarts, fixed parameters."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -156,6 +158,19 @@ def test_checks_in_bulk_pass_exactly_the_tasks_that_pass_one_by_one():
     # Not plainly shaped (a list, an unknown law): left to `prepare`'s own checks.
     assert not plan.plainly_valid([dataclasses.replace(task, inputs=task.inputs.tolist())]).any()
     assert not plan.plainly_valid([dataclasses.replace(task, law="chinchila")]).any()
+
+
+def test_importing_lawfit_costs_jax_only_and_the_api_loads_on_use():
+    """`import lawfit` imports jax and sets it up; Polars, Equinox and the API load on first use (the
+    command line starts loading its programs meanwhile, `batch.warm`)."""
+    code = (
+        "import sys, lawfit; heavy = [m for m in ('polars', 'equinox', 'lawfit.api') if m in sys.modules]; "
+        "assert lawfit.fit_many is lawfit.api.fit_many and lawfit.laws.get('chinchilla').name == 'chinchilla'; "
+        "from lawfit import Status, datasets; assert 'fit' in dir(lawfit) and not hasattr(lawfit, 'nope'); "
+        "import jax; print(heavy, jax.config.jax_enable_x64)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["[]", "True"]
 
 
 def test_configuration_errors_name_the_problem():

@@ -71,6 +71,45 @@ def test_every_version_archives_its_executables(tmp_path):
     assert all(run["objective"] == runs[0]["objective"] for run in runs)
 
 
+WARM_JOB = """
+import json
+from lawfit.batch import warm
+warm.start([COMMAND], warm.programs_directory())  # as the command line does, before importing the rest
+from lawfit import cli, synthetic, api
+from lawfit.batch import programs
+cli.enable_compile_cache()
+rows = api.fit_many(list(synthetic.chinchilla_tasks(40, n_points=24, init=4)), progress=False)
+print(json.dumps({"count": programs.STATS.count, "taken": warm.STATS["taken"], "objective": rows["objective"].to_list(),
+                  "params": rows["params"].to_list()}))
+"""
+
+
+def _warm_job(cache, command: str) -> dict:
+    code = WARM_JOB.replace("COMMAND", repr(command))
+    env = dict(os.environ, LAWFIT_CACHE_DIR=str(cache))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_command_line_loads_its_last_programs_ahead_with_identical_rows(tmp_path):
+    first = _warm_job(tmp_path, "job")
+    (manifest,) = (tmp_path / "lawfit-programs" / "manifests").glob("*.txt")
+    listed = manifest.read_text().split()
+    assert first["taken"] == 0 and len(listed) == first["count"] >= 2
+    # The same command line again: every program comes from the loads started before lawfit imported.
+    second = _warm_job(tmp_path, "job")
+    assert second["taken"] == second["count"] == first["count"]
+    assert second["objective"] == first["objective"] and second["params"] == first["params"]
+    # Another command line has no manifest yet; a listed program whose file is gone is loaded (here:
+    # compiled) the usual way.
+    assert _warm_job(tmp_path, "other")["taken"] == 0
+    name = listed[0].split(":")[0]
+    next((tmp_path / "lawfit-programs").glob(f"{name}-*.xla")).unlink()
+    third = _warm_job(tmp_path, "job")
+    assert third["taken"] == first["count"] - 1
+    assert third["objective"] == first["objective"] and third["params"] == first["params"]
+
+
 def _key(law):
     fit = programs.Fit(law, Objective(), tuple(range(law.n_params)), 24)
     return programs.PoolKey(fit, "lm", (), 64, 1)

@@ -23,8 +23,6 @@ import functools
 import hashlib
 import os
 import pickle
-import platform
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +33,8 @@ import numpy as np
 from jax.experimental import serialize_executable
 
 from lawfit import kernels
+
+from . import warm
 
 DIRECTORY: Path | None = None
 
@@ -130,34 +130,11 @@ def load(name: str | None) -> jax.export.Exported | None:
 def save(name: str | None, exported: jax.export.Exported) -> None:
     """Write `exported` as `name`."""
     if DIRECTORY is not None and name is not None:
-        _write(DIRECTORY / f"{name}.jaxexport", exported.serialize())
-
-
-def _write(path: Path, payload: bytes) -> None:
-    """Atomically: concurrent processes never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        out.write(payload)
-    os.replace(temporary, path)
-
-
-@functools.cache
-def _machine() -> str:
-    """What compiled code depends on beyond the fingerprint: the CPU's architecture and features
-    (the executable holds machine code) and the XLA flags it was compiled under."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        pass
-    context = (platform.machine(), platform.processor(), flags, os.environ.get("XLA_FLAGS", ""))
-    return hashlib.sha256(repr(context).encode()).hexdigest()[:16]
+        warm.write_atomically(DIRECTORY / f"{name}.jaxexport", exported.serialize())
 
 
 def _executable_path(name: str) -> Path:
-    return DIRECTORY / f"{name}-{_machine()}.xla"
+    return warm.executable_path(DIRECTORY, name)
 
 
 def has(name: str | None) -> bool:
@@ -177,17 +154,14 @@ def load_executable(name: str | None, devices: tuple) -> jax.stages.Compiled | N
     """The compiled program `name` for `devices`, or None (no archive, not saved, or unreadable)."""
     if DIRECTORY is None or name is None:
         return None
-    try:
-        payload, in_tree, out_tree, uses_lapack = pickle.loads(_executable_path(name).read_bytes())
-        if uses_lapack:
-            # Lowering registers the CPU LAPACK kernels; a loaded executable calling them unregistered
-            # would crash the process.
-            from jax._src.lax import linalg
-
-            linalg.initialize_lapack()
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree, execution_devices=list(devices))
-    except Exception:  # missing, from another jax, or half-written: compile instead
-        return None
+    compiled = warm.take(name, devices)  # loaded ahead by the command line (`warm.start`)
+    if compiled is None:
+        try:
+            compiled = warm.load(_executable_path(name), devices)
+        except Exception:  # missing, from another jax, or half-written: compile instead
+            return None
+    warm.record(name, devices)
+    return compiled
 
 
 _LOCAL = threading.local()
@@ -231,14 +205,15 @@ def lower(name: str | None, exported: jax.export.Exported, leaves) -> jax.stages
     return jax.jit(call).lower(*leaves)
 
 
-def compile_and_keep(name: str | None, lowered: jax.stages.Lowered, platform: str = "cpu") -> jax.stages.Compiled:
-    """`lowered.compile()` with `compiler_options(platform)`, its executable archived as `name` when
+def compile_and_keep(name: str | None, lowered: jax.stages.Lowered, devices: tuple) -> jax.stages.Compiled:
+    """`lowered.compile()` with the compile options of `devices`' platform, its executable archived
+    as `name` (and listed for the command line's next run, `warm`) when
     it was compiled here. One that the XLA cache gave back serializes without its code (it fails
     when run), so it is not kept; instead the program is compiled once more under another cache
     key and that one is archived, so that later processes load it rather than lowering it again
     (~0.1-0.3 s a program each: the case of an archived executable lost or unreadable while the XLA
     cache still holds the program)."""
-    options = compiler_options(platform)
+    options = compiler_options(devices[0].platform)
     _LOCAL.cache_hit = False
     compiled = lowered.compile(compiler_options=options or None)
     if not _LOCAL.cache_hit:
@@ -249,6 +224,8 @@ def compile_and_keep(name: str | None, lowered: jax.stages.Lowered, platform: st
         if not _LOCAL.cache_hit:
             save_executable(name, fresh)
             compiled = fresh
+    if has_executable(name):
+        warm.record(name, devices)
     return compiled
 
 
@@ -262,4 +239,4 @@ def save_executable(name: str | None, compiled: jax.stages.Compiled) -> None:
         blob = pickle.dumps((payload, in_tree, out_tree, uses_lapack))
     except Exception:
         return
-    _write(_executable_path(name), blob)
+    warm.write_atomically(_executable_path(name), blob)

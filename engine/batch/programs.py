@@ -212,7 +212,7 @@ def _make(key, build, devices: tuple | None) -> Program:
 
             exported = jax.export.export(jax.jit(flat))(*leaves)
             archive.save(name, exported)
-        compiled = archive.compile_and_keep(name, archive.lower(name, exported, leaves), devices[0].platform)
+        compiled = archive.compile_and_keep(name, archive.lower(name, exported, leaves), devices)
     STATS.add(time.perf_counter() - start, loaded)
     return Program(compiled, output_tree)
 
