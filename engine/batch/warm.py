@@ -98,9 +98,19 @@ def start(command: Sequence[str], directory: Path) -> None:
     _LISTED[:] = _read(_MANIFEST)
     for name, device_ids in _LISTED:
         _LOADING[name] = _Load(device_ids)
+    loader = None
     if _LISTED:
-        threading.Thread(target=_load_listed, args=(directory, list(_LOADING.items())), daemon=True).start()
-    atexit.register(write_manifest)
+        loader = threading.Thread(target=_load_listed, args=(directory, list(_LOADING.items())), daemon=True)
+        loader.start()
+    atexit.register(_at_exit, loader)
+
+
+def _at_exit(loader: threading.Thread | None) -> None:
+    # A command that ends before its programs have loaded (a bad input file) lets the loads finish
+    # first: the process's teardown must not pull the devices from under them.
+    if loader is not None:
+        loader.join(timeout=30)
+    write_manifest()
 
 
 def _read(path: Path) -> list[tuple[str, tuple[int, ...]]]:
