@@ -204,6 +204,26 @@ def test_cli_error_has_no_traceback_and_debug_shows_it(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+def test_the_command_collects_again_once_its_modules_are_in():
+    """`entry` turns the cyclic collector off for the imports (`cli._collect_from_here`); the job itself
+    must run with it on (a long job's cyclic garbage is collected), and the imports' objects frozen."""
+    code = (
+        "import gc, lawfit.api as api\n"
+        "seen = []\n"
+        "fit_many = api.fit_many\n"
+        "def spy(*a, **k):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 100000))\n"
+        "    return fit_many(*a, **k)\n"
+        "api.fit_many = spy\n"
+        "import atexit; atexit.register(lambda: print('SEEN', seen))\n"
+        "from lawfit.cli import entry; entry()\n"
+    )
+    args = ["reproduce", "chinchilla", "--init", "varpro", "--json"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "SEEN [(True, True)]"
+
+
 def _first(n, column, value):
     return pl.when(pl.int_range(pl.len()) < n).then(value).otherwise(column).alias(column)
 
