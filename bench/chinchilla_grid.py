@@ -8,6 +8,11 @@ A fresh process is timed too: `lawfit reproduce chinchilla` (grid and varpro, LM
 process with the compile cache the in-process runs left in the bench's own cache directory (what a
 user waits for on a second call; `common.own_cache`),
 beside `python -c "import jax"` (the floor any jax program pays).
+
+Every figure is a median: the engine's warm time of 3 runs, each fresh process of 5, and the scipy
+loop of 3 runs taken before, between and after the fresh-process measurements (the machine's speed
+drifts within minutes; a single scipy run made the fresh-process ratio swing between 8.7x and 12x
+on the same code).
 """
 
 from __future__ import annotations
@@ -64,14 +69,14 @@ def run_scipy(points, starts):
 
 
 def run_engine(solver, init, repeats=3):
-    """(cold seconds, warm seconds = best of `repeats`, restart objectives, last output)."""
+    """(cold seconds, warm seconds = median of `repeats`, restart objectives, last output)."""
     t0 = time.perf_counter()
     lawfit.reproduce.chinchilla(solver=solver, init=init)
     cold = time.perf_counter() - t0
     runs = [lawfit.reproduce.chinchilla(solver=solver, init=init, keep_restarts=True) for _ in range(repeats)]
-    out = min(runs, key=lambda r: r["seconds"])
+    out = runs[-1]
     values = np.array([np.inf if v is None else v for v in out["restart_objective"]])
-    return cold, out["seconds"], values, out
+    return cold, statistics.median(r["seconds"] for r in runs), values, out
 
 
 CLI = "from lawfit.cli import entry; entry()"
@@ -110,8 +115,15 @@ def main() -> None:
     engine = {
         key: run_engine(*key) for key in [("lm", "grid"), ("lbfgs", "grid"), ("lm", "varpro"), ("lbfgs", "varpro")]
     }
-    fresh = {init: fresh_process(init) for init in ("grid", "varpro")}
-    scipy_seconds, scipy_values = run_scipy(points, starts)
+    # The scipy loop three times, between the fresh-process measurements: the machine's speed drifts
+    # by tens of percent within minutes, so both sides are medians over the same stretch of time.
+    scipy_runs = [run_scipy(points, starts)]
+    fresh = {}
+    for init in ("grid", "varpro"):
+        fresh[init] = fresh_process(init)
+        scipy_runs.append(run_scipy(points, starts))
+    scipy_seconds = statistics.median(seconds for seconds, _ in scipy_runs)
+    scipy_values = scipy_runs[0][1]
     best = min(scipy_values.min(), *(v[2].min() for v in engine.values()))
 
     def at_best(values, rtol=1e-9):
@@ -122,6 +134,7 @@ def main() -> None:
         "best_objective": best,
         "scipy_lbfgsb": {
             "seconds": scipy_seconds,
+            "all_seconds": [seconds for seconds, _ in scipy_runs],
             "ms_per_start": 1e3 * scipy_seconds / len(starts),
             "fraction_at_best": at_best(scipy_values),
             "fraction_within_1e-6": at_best(scipy_values, 1e-6),
