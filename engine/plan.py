@@ -82,15 +82,22 @@ def _positive_columns(law: kernels.Law) -> list[int]:
 
 
 def _plainly_valid(law: kernels.Law, objective: Objective, inputs: np.ndarray, target: np.ndarray) -> bool:
-    """Whether every `_check_values` check of a task passes, in a few array operations (a sum is
-    finite only when every term is; a NaN fails `min > 0`). False sends the task to the checks that
-    name what is wrong."""
-    if target.size == 0 or not np.isfinite(inputs.sum() + target.sum()):
-        return False
+    """Whether every `_check_values` check of a task passes, in a few array operations. False sends
+    the task to the checks that name what is wrong."""
+    return target.size > 0 and bool(_values_pass(law, objective.space == "log", inputs, target, np.zeros(1, int))[0])
+
+
+def _values_pass(law: kernels.Law, log_space: bool, inputs, target, starts) -> np.ndarray:
+    """`_check_values`' checks for tasks whose points are concatenated (inputs [points, m], target
+    [points]; each task's first point at `starts`, none empty): [tasks] bool. A sum is finite only
+    when every term is; a NaN fails `min > 0`."""
+    good = np.isfinite(np.add.reduceat(inputs.sum(axis=1) + target, starts))
     positive = _positive_columns(law)
-    if positive and not inputs[:, positive].min() > 0:
-        return False
-    return objective.space != "log" or target.min() > 0
+    if positive:
+        good &= np.minimum.reduceat(inputs[:, positive].min(axis=1), starts) > 0
+    if log_space:
+        good &= np.minimum.reduceat(target, starts) > 0
+    return good
 
 
 def plainly_valid(tasks: Sequence[Task]) -> np.ndarray:
@@ -120,13 +127,7 @@ def plainly_valid(tasks: Sequence[Task]) -> np.ndarray:
         inputs = np.concatenate([m[1] for m in members]).astype(np.float64, copy=False)
         target = np.concatenate([m[2] for m in members]).astype(np.float64, copy=False)
         starts = np.cumsum([0] + [m[2].shape[0] for m in members[:-1]])
-        good = np.isfinite(np.add.reduceat(inputs.sum(axis=1) + target, starts))
-        positive = _positive_columns(law)
-        if positive:
-            good &= np.minimum.reduceat(inputs[:, positive].min(axis=1), starts) > 0
-        if log_space:
-            good &= np.minimum.reduceat(target, starts) > 0
-        ok[index] = good
+        ok[index] = _values_pass(law, log_space, inputs, target, starts)
     return ok
 
 

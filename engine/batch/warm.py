@@ -80,7 +80,7 @@ _MANIFEST: Path | None = None  # this process's manifest, once `start` ran
 _LISTED: list[tuple[str, tuple[int, ...]]] = []  # what it listed when the process started
 _LOADING: dict[str, _Load] = {}
 _USED: dict[str, tuple[int, ...]] = {}  # programs this process loaded or archived, in order
-STATS = {"preloaded": 0, "taken": 0}
+STATS = {"taken": 0}  # programs taken from the loads started ahead
 
 
 def manifest_path(directory: Path, command: Sequence[str]) -> Path:
@@ -131,7 +131,6 @@ def _load_listed(directory: Path, loads: list[tuple[str, _Load]]) -> None:
     for name, entry in loads:
         try:
             entry.compiled = load(executable_path(directory, name), [devices[i] for i in entry.device_ids])
-            STATS["preloaded"] += 1
         except Exception:  # gone, from another version, or other devices: loaded the usual way
             entry.compiled = None
         finally:
@@ -182,4 +181,4 @@ def reset() -> None:
     _LISTED.clear()
     _LOADING.clear()
     _USED.clear()
-    STATS.update(preloaded=0, taken=0)
+    STATS.update(taken=0)
